@@ -1,0 +1,79 @@
+"""The ``finextract`` command line.
+
+Commands live in ``finextract/commands/*.py``; each module defines ``register(app)`` and is
+discovered here, so a new feature adds a file instead of editing this one. Expected errors
+(bad data, bad config, missing files) print one clear message and exit with status 2;
+``FINEXTRACT_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import pkgutil
+import sys
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="finextract",
+    help="Noisy financial text -> structured JSON with small fine-tuned models: "
+    "prepare data, train, score, report, serve.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+data_app = typer.Typer(help="Prepare and validate data: check, synth, convert.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console(stderr=False)
+err_console = Console(stderr=True)
+
+
+class UserError(Exception):
+    """An error caused by the user's input: shown without a traceback."""
+
+
+def _discover() -> None:
+    import finextract.commands as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"finextract.commands.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(app)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=os.environ.get("FINEXTRACT_LOG", "INFO"), format="%(levelname)s %(message)s")
+    _discover()
+    from finextract.config import ConfigError
+    from finextract.validate import DataError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except SystemExit as exc:
+        raise
+    except (UserError, DataError, ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
+        if os.environ.get("FINEXTRACT_DEBUG"):
+            raise
+        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors and friends
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""Tasks are data: a task is its keys, their descriptions, value semantics and rules text.
+
+Every backend, the scorer, the validator and the prompts read a :class:`Task`; nothing
+branches on a task's *name*. Built-in tasks live as YAML files next to this module; a user
+task is the same YAML anywhere on disk (``load_task("my_task.yaml")``).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+_BUILTIN_DIR = Path(__file__).parent
+
+
+class KeySpec(BaseModel):
+    """One output key (merchant field or entity type)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class Task(BaseModel):
+    """An extraction task: what keys to output and how values behave.
+
+    ``multi_valued=False``: each key holds one string ("" when absent).
+    ``multi_valued=True``: each key holds a list of distinct strings ([] when absent).
+    In both cases every value must be a verbatim substring of the input text.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str = Field(min_length=1)
+    description: str = ""
+    keys: tuple[KeySpec, ...]
+    multi_valued: bool = False
+    rules: str = ""
+    record_field: Literal["fields", "entities"] | None = None
+    max_text_chars: int = Field(default=2000, gt=0)
+    allow_non_substring: bool = False
+
+    @field_validator("keys")
+    @classmethod
+    def _unique_keys(cls, keys: tuple[KeySpec, ...]) -> tuple[KeySpec, ...]:
+        if not keys:
+            raise ValueError("a task needs at least one key")
+        names = [k.name for k in keys]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate key names: {dupes}")
+        return keys
+
+    @model_validator(mode="after")
+    def _default_record_field(self) -> "Task":
+        if self.record_field is None:
+            object.__setattr__(self, "record_field", "entities" if self.multi_valued else "fields")
+        return self
+
+    # ----------------------------------------------------------------- helpers
+    @property
+    def key_names(self) -> list[str]:
+        return [k.name for k in self.keys]
+
+    def empty_value(self) -> str | list[str]:
+        return [] if self.multi_valued else ""
+
+    def empty_output(self) -> dict[str, Any]:
+        return {k: self.empty_value() for k in self.key_names}
+
+    def normalize_output(self, obj: Any) -> dict[str, Any] | None:
+        """Coerce a parsed model output to exactly this task's keys, or ``None`` if its shape is wrong.
+
+        Missing keys become empty; unknown keys are dropped; values of the wrong type
+        (a dict, a number, a list for a single-valued task) make the whole output invalid,
+        because silently repairing them would hide model errors from the scorer.
+        Multi-valued lists keep first occurrences only (set semantics, order kept).
+        """
+        if not isinstance(obj, dict):
+            return None
+        out: dict[str, Any] = {}
+        for key in self.key_names:
+            value = obj.get(key, self.empty_value())
+            if value is None:
+                value = self.empty_value()
+            if self.multi_valued:
+                if isinstance(value, str):
+                    value = [value] if value.strip() else []
+                if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                    return None
+                seen: dict[str, None] = {}
+                for v in value:
+                    if v.strip():
+                        seen.setdefault(v, None)
+                out[key] = list(seen)
+            else:
+                if not isinstance(value, str):
+                    return None
+                out[key] = value
+        return out
+
+    def schema_json(self) -> str:
+        """A compact JSON example of the output shape (used in prompts and docs)."""
+        return json.dumps(self.empty_output(), ensure_ascii=False, separators=(",", ":"))
+
+
+def builtin_task_names() -> list[str]:
+    return sorted(p.stem for p in _BUILTIN_DIR.glob("*.yaml"))
+
+
+def task_from_yaml(path: str | Path) -> Task:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"{path}: cannot read task definition: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: a task file must be a YAML mapping")
+    try:
+        return Task.model_validate(data)
+    except Exception as exc:  # pydantic.ValidationError
+        raise ValueError(f"{path}: invalid task definition:\n{exc}") from exc
+
+
+@lru_cache(maxsize=None)
+def _load_builtin(name: str) -> Task:
+    return task_from_yaml(_BUILTIN_DIR / f"{name}.yaml")
+
+
+def load_task(task: "str | Path | Task") -> Task:
+    """A built-in task by name (``merchant``, ``fin-ner``), a YAML path, or a Task as is."""
+    if isinstance(task, Task):
+        return task
+    name = str(task)
+    if name in builtin_task_names():
+        return _load_builtin(name)
+    path = Path(name)
+    if path.suffix in {".yaml", ".yml"} and path.exists():
+        return task_from_yaml(path)
+    raise ValueError(
+        f"unknown task {name!r}: use one of {builtin_task_names()} or a path to a task YAML file"
+    )
+
+
+__all__ = ["KeySpec", "Task", "load_task", "task_from_yaml", "builtin_task_names"]
