@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> None:
     from finextract.validate import DataError
 
     try:
-        app(args=argv, standalone_mode=False)
-    except SystemExit as exc:
-        raise
+        app(args=argv, prog_name="finextract")  # click handles usage errors and exits itself
     except (UserError, DataError, ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
         if os.environ.get("FINEXTRACT_DEBUG"):
             raise
@@ -64,16 +62,4 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err_console.print("interrupted")
         sys.exit(130)
-    except Exception as exc:  # click usage errors and friends
-        import click
 
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(1)
-        raise
-
-
-if __name__ == "__main__":
-    main()

@@ -117,6 +117,9 @@ class ScoreReport:
             table.add_column(col, justify="left" if col == "key" else "right")
 
         def row(name: str, c: Counts, style: str | None = None) -> None:
+            if not (c.tp or c.fp or c.fn):  # key never present in gold or prediction: no score
+                table.add_row(name, "-", "-", "-", "0", "0", "0", "0", style="dim")
+                return
             table.add_row(name, f"{c.precision:.4f}", f"{c.recall:.4f}", f"{c.f1:.4f}",
                           str(c.tp), str(c.fp), str(c.fn), str(c.support), style=style)
 
