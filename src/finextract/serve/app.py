@@ -1,0 +1,207 @@
+"""The FastAPI app: ``POST /v1/extract``, ``GET /health``, ``GET /metrics``, OpenAPI docs.
+
+The request body is parsed by hand (not by a FastAPI body parameter) so every malformed
+request gets one precise 4xx message: wrong content type -> 415, unparseable JSON -> 400,
+too many texts -> 413, wrong shape / empty / too long -> 422. The OpenAPI document still
+describes the body (``openapi_extra``) so clients and fuzzers see the real contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from finextract.extractor import Extractor
+from finextract.serve.batcher import MicroBatcher, ModelFailure
+from finextract.serve.config import ServeConfig
+from finextract.serve.metrics import ServeMetrics
+
+log = logging.getLogger("finextract.serve")
+
+
+class ExtractRequest(BaseModel):
+    """Either one ``text`` or a list of ``texts`` (not both)."""
+
+    model_config = ConfigDict(extra="forbid")
+    text: str | None = Field(None, min_length=1, description="one text to extract from")
+    texts: list[str] | None = Field(None, min_length=1, description="several texts, answered in order")
+
+
+class ExtractResult(BaseModel):
+    model_config = ConfigDict(extra="allow")  # plus the task's record field ("fields" or "entities")
+    valid: bool = Field(description="false when the model produced no valid output for this text")
+    error: str | None = Field(None, description="set when the model failed; the values are then empty")
+
+
+class ExtractResponse(BaseModel):
+    task: str
+    results: list[ExtractResult]
+
+
+class BadRequest(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def parse_texts(payload: Any, max_texts: int, max_chars: int) -> list[str]:
+    """Validate a decoded JSON body and return its texts; raises BadRequest with a clear message."""
+    if not isinstance(payload, dict):
+        raise BadRequest(422, f"request body must be a JSON object with 'text' or 'texts', got {type(payload).__name__}")
+    unknown = sorted(set(payload) - {"text", "texts"})
+    if unknown:
+        raise BadRequest(422, f"unknown field(s) {unknown}; send {{\"text\": \"...\"}} or {{\"texts\": [...]}}")
+    has_text, has_texts = payload.get("text") is not None, payload.get("texts") is not None
+    if has_text == has_texts:
+        raise BadRequest(422, "send exactly one of 'text' (a string) or 'texts' (a list of strings)")
+    if has_text:
+        if not isinstance(payload["text"], str):
+            raise BadRequest(422, f"'text' must be a string, got {type(payload['text']).__name__}")
+        texts = [payload["text"]]
+        names = ["text"]
+    else:
+        texts = payload["texts"]
+        if not isinstance(texts, list):
+            raise BadRequest(422, f"'texts' must be a list of strings, got {type(texts).__name__}")
+        if not texts:
+            raise BadRequest(422, "'texts' is empty")
+        if len(texts) > max_texts:
+            raise BadRequest(413, f"too many texts: {len(texts)} > max_texts={max_texts}; split the request")
+        names = [f"texts[{i}]" for i in range(len(texts))]
+    for name, t in zip(names, texts):
+        if not isinstance(t, str):
+            raise BadRequest(422, f"{name} must be a string, got {type(t).__name__}")
+        if not t.strip():
+            raise BadRequest(422, f"{name} is empty")
+        if len(t) > max_chars:
+            raise BadRequest(413 if len(texts) == 1 else 422,
+                             f"{name} is {len(t)} characters long; the limit is max_chars={max_chars}")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadRequest(422, f"{name} contains invalid Unicode (a lone surrogate)") from None
+    return texts
+
+
+def _describe(extractor: Extractor) -> dict[str, Any]:
+    try:
+        return json.loads(json.dumps(extractor.describe(), default=str))
+    except Exception:  # describe() is informational; never fail /health on it
+        return {"backend": type(extractor).__name__}
+
+
+def create_app(config: ServeConfig, extractor: Extractor | None = None) -> FastAPI:
+    """Build the app. ``extractor`` defaults to loading ``config.run_dir`` (tests may pass one)."""
+    if extractor is None:
+        from finextract.extractor import load_extractor
+
+        extractor = load_extractor(config.run_dir, config.checkpoint)
+    task = extractor.task
+    max_chars = config.max_chars or task.max_text_chars
+    metrics = ServeMetrics()
+    batcher = MicroBatcher(extractor.predict, config.max_batch, config.max_wait_ms, metrics)
+    info = _describe(extractor)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await batcher.start()
+        log.info("serving %s (%s, task %s)", config.run_dir, info.get("backend"), task.name)
+        yield
+        await batcher.stop()  # uvicorn stopped accepting and waited for in-flight requests first
+
+    app = FastAPI(
+        title="finextract",
+        version="1",
+        description=f"Structured extraction for task '{task.name}': {task.description}",
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.metrics = metrics
+    app.state.extractor = extractor
+
+    def _error(status: int, message: str) -> JSONResponse:
+        metrics.requests.labels(str(status)).inc()
+        return JSONResponse({"detail": message}, status_code=status)
+
+    def _result(pred: Any) -> dict[str, Any]:
+        if isinstance(pred, ModelFailure):
+            return {task.record_field: task.empty_output(), "valid": False, "error": f"model failure: {pred}"}
+        if pred is None:
+            metrics.invalid_outputs.inc()
+            return {task.record_field: task.empty_output(), "valid": False, "error": None}
+        norm = task.normalize_output(pred)
+        if norm is None:
+            metrics.invalid_outputs.inc()
+            return {task.record_field: task.empty_output(), "valid": False, "error": "model output has the wrong shape"}
+        return {task.record_field: norm, "valid": True, "error": None}
+
+    @app.post(
+        "/v1/extract",
+        response_model=ExtractResponse,
+        summary="Extract structured fields from one or more texts",
+        openapi_extra={"requestBody": {"required": True, "content": {
+            "application/json": {"schema": ExtractRequest.model_json_schema()}}}},
+        responses={400: {"description": "body is not valid JSON"},
+                   413: {"description": "too many or too long texts"},
+                   415: {"description": "content type is not application/json"},
+                   422: {"description": "wrong request shape, empty or invalid text"},
+                   503: {"description": "server is shutting down"},
+                   504: {"description": "request exceeded timeout_s"}},
+    )
+    async def extract(request: Request) -> Response:
+        t0 = time.perf_counter()
+        metrics.in_flight.inc()
+        try:
+            ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if ctype != "application/json":
+                return _error(415, f"content type must be application/json, got {ctype or 'none'!r}")
+            body = await request.body()
+            try:
+                payload = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                return _error(400, f"request body is not valid JSON: {exc}")
+            try:
+                texts = parse_texts(payload, config.max_texts, max_chars)
+            except BadRequest as exc:
+                return _error(exc.status, exc.message)
+            try:
+                preds = await asyncio.wait_for(batcher.submit(texts), config.timeout_s)
+            except (asyncio.TimeoutError, TimeoutError):
+                metrics.timeouts.inc()
+                return _error(504, f"request took longer than timeout_s={config.timeout_s}")
+            except RuntimeError as exc:
+                return _error(503, str(exc))
+            metrics.texts.inc(len(texts))
+            metrics.requests.labels("200").inc()
+            return JSONResponse({"task": task.name, "results": [_result(p) for p in preds]})
+        finally:
+            metrics.in_flight.dec()
+            metrics.latency.observe(time.perf_counter() - t0)
+
+    @app.get("/health", summary="Liveness and what is being served")
+    async def health() -> dict[str, Any]:
+        return {"status": "ok", "service": "finextract", "task": task.name, "record_field": task.record_field,
+                "task_spec": task.model_dump(mode="json"), "run_dir": config.run_dir,
+                "checkpoint": config.checkpoint, "model": info, "queue_depth": batcher.depth,
+                "limits": {"max_texts": config.max_texts, "max_chars": max_chars}}
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def prom() -> Response:
+        data, ctype = metrics.render()
+        return Response(data, media_type=ctype)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # last resort: keep JSON shape
+        log.exception("unhandled error on %s", request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    return app
