@@ -139,13 +139,14 @@ def build_tiny_causal_lm(
     vocab_size: int = 1024,
     seed: int = 0,
     chat_template: str | None = None,
+    head_scale: float = 20.0,
 ) -> Path:
     """A random-init ``LlamaForCausalLM``/``Qwen3ForCausalLM`` plus tokenizer saved in ``dir``.
 
     Loadable with ``AutoModelForCausalLM.from_pretrained(dir)`` and
     ``AutoTokenizer.from_pretrained(dir)``, exactly like a hub model. Returns ``dir``.
     """
-    key = ("lm", arch, hidden, layers, heads, kv_heads, intermediate, vocab_size, seed, chat_template)
+    key = ("lm", arch, hidden, layers, heads, kv_heads, intermediate, vocab_size, seed, chat_template, head_scale)
     if key not in _CACHE:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
@@ -166,6 +167,11 @@ def build_tiny_causal_lm(
             raise ValueError(f"unknown tiny architecture {arch!r}; use 'llama' or 'qwen3'")
         torch.manual_seed(seed)
         model = cls(cfg)
+        # Random init gives lm_head rows of norm ~0.02*sqrt(hidden): with a normalised hidden
+        # state no logit can exceed ~1, so a LoRA-only fine-tune could never become confident.
+        # Pretrained heads are far larger; scaling ours makes the tiny model trainable like one.
+        with torch.no_grad():
+            model.lm_head.weight.mul_(head_scale)
         model.generation_config.eos_token_id = [tok.eos_token_id, tok.convert_tokens_to_ids(IM_END)]
         model.generation_config.pad_token_id = tok.pad_token_id
         model.save_pretrained(path)

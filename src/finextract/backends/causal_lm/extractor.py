@@ -1,0 +1,112 @@
+"""``CausalLMExtractor``: prompts -> greedy generation -> parsed dicts.
+
+Two decoding paths behind one interface:
+
+* ``generate``: plain batched ``model.generate`` (left padding, greedy, stops at EOS or the
+  template's end-of-turn token), then :func:`finextract.prompts.parse_output`.
+* ``engine``: the extraction engine (``backends/causal_lm/engine.py``), which can constrain
+  decoding to the task's JSON shape.
+
+The same object scores checkpoints during training (wrapping the live peft model) and
+serves predictions after loading a run directory, so validation F1 and served outputs come
+from one code path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from finextract.extractor import Extractor, Prediction
+from finextract.prompts import ANSWER_MARKER, parse_output, render_prompt
+from finextract.tasks import Task
+
+log = logging.getLogger("finextract")
+
+
+class CausalLMExtractor(Extractor):
+    def __init__(self, model: Any, tokenizer: Any, task: Task, style: str = "json-only",
+                 enable_thinking: bool | None = None, end_token_id: int | None = None,
+                 engine: str = "generate", constrained: bool = True, max_new_tokens: int = 256,
+                 batch_size: int = 16, show_progress: bool = False) -> None:
+        self.model, self.tokenizer, self.task = model, tokenizer, task
+        self.style, self.enable_thinking = style, enable_thinking
+        self.end_token_id = end_token_id
+        self.engine_name, self.constrained = engine, constrained
+        self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
+        self.show_progress = show_progress
+        self.last_raw: list[str] = []
+        tokenizer.padding_side = "left"
+
+    def render(self, text: str) -> str:
+        return render_prompt(self.tokenizer, self.task, self.style, text, self.enable_thinking)
+
+    def _stop_ids(self) -> list[int]:
+        ids = {self.tokenizer.eos_token_id, self.end_token_id}
+        gen_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids |= set(gen_eos if isinstance(gen_eos, list) else [gen_eos])
+        return sorted(i for i in ids if i is not None)
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        texts = list(texts)
+        if not texts:
+            return []
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            if self.engine_name == "engine":
+                raws, parsed = self._engine_predict(texts)
+            else:
+                raws = self.generate_raw(texts)
+                parsed = [parse_output(self.task, r) for r in raws]
+        finally:
+            if was_training:
+                self.model.train()
+        self.last_raw = raws
+        return parsed
+
+    def _engine_predict(self, texts: list[str]) -> tuple[list[str], list[Prediction]]:
+        from finextract.backends.causal_lm.engine import ExtractionEngine
+
+        eng = ExtractionEngine(self.model, self.tokenizer, self.task, render=self.render,
+                               constrained=self.constrained, max_new_tokens=self.max_new_tokens,
+                               batch_size=self.batch_size,
+                               answer_marker=ANSWER_MARKER if self.style == "two-step" else None)
+        results = eng.extract(texts)
+        return [r.raw for r in results], [r.parsed for r in results]
+
+    @torch.no_grad()
+    def generate_raw(self, texts: Sequence[str]) -> list[str]:
+        """Greedy completions for ``texts`` (special tokens stripped), in order."""
+        tok = self.tokenizer
+        stop = self._stop_ids()
+        pad = tok.pad_token_id if tok.pad_token_id is not None else stop[0]
+        device = next(self.model.parameters()).device
+        # longest first: batches of similar length waste less compute on padding
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out: list[str] = [""] * len(texts)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        iterator = batches
+        if self.show_progress and len(batches) > 1:
+            from rich.progress import track
+
+            iterator = track(batches, description="generating", transient=True)
+        for idx in iterator:
+            prompts = [self.render(texts[i]) for i in idx]
+            enc = tok(prompts, add_special_tokens=False, padding=True, return_tensors="pt").to(device)
+            gen = self.model.generate(**enc, do_sample=False, max_new_tokens=self.max_new_tokens,
+                                      eos_token_id=stop, pad_token_id=pad, temperature=None, top_p=None,
+                                      top_k=None)
+            new = gen[:, enc["input_ids"].shape[1]:]
+            for j, i in enumerate(idx):
+                out[i] = tok.decode(new[j], skip_special_tokens=True)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        base = getattr(self.model, "get_base_model", lambda: self.model)()
+        return {"backend": "causal_lm", "task": self.task.name, "model": getattr(base.config, "_name_or_path", ""),
+                "parameters": sum(p.numel() for p in base.parameters()), "prompt_style": self.style,
+                "decoding": self.engine_name}
