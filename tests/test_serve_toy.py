@@ -130,3 +130,16 @@ def test_toy_run_roundtrip(tmp_path):
     ex = load_extractor(make_toy_run(tmp_path / "toy"))
     assert ex.predict(["TARGET 00000794 MINNEAPOLIS MN"])[0]["MERCHANT_NAME"] == "TARGET 00000794"
     assert ex.predict(["x __INVALID__"]) == [None]
+
+
+def train_crf_run(root: Path, iterations: int = 30) -> Path:
+    """A real CRF run trained on the repo's small merchant sample (seconds on one core)."""
+    from finextract.backends import get_backend
+    from finextract.config import load_run_config
+
+    sample = TESTS / "data" / "merchant_sample.jsonl"
+    cfg = load_run_config(None, ["backend=crf", f"output_dir={root}", f"data.train={sample}",
+                                 f"data.validation={sample}", f"train.max_iterations={iterations}",
+                                 f"train.checkpoint_every={iterations}"])
+    get_backend("crf").train(cfg)
+    return root
