@@ -1,0 +1,406 @@
+"""Format families: how banks, card networks, ACH and wire systems lay a descriptor out.
+
+Each family renders one merchant and a *plan* (the set of optional keys this record must
+show) into labeled pieces. Every family can render every key, so presence rates stay
+configurable, but each family has its own base rate per key (``BASE``): a wire usually
+carries an address, an ACH entry almost never a city. :func:`calibrate` scales those base
+rates so that the mix over families hits the requested marginal rates.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from finextract.synth import values as V
+from finextract.synth.geo import Place, abbreviate_city, foreign_place, us_place
+from finextract.synth.merchants import Merchant, intermediary, local_name, make_merchant
+from finextract.synth.pieces import P, Piece, flat, pad, text_of, truncate
+
+OPTIONAL = ("INTERMEDIARY", "DYNAMIC_DESCRIPTOR", "STREET", "ZIP", "CITY", "STATE", "COUNTRY", "PHONE", "WEBSITE")
+
+# family: (weight, base rates in OPTIONAL order)
+FAMILIES: dict[str, tuple[float, tuple[float, ...]]] = {
+    "network":     (0.22, (.40, .25, .45, .18, .60, .85, .15, .20, .06)),
+    "fixed_width": (0.12, (.25, .35, .10, .15, .90, .95, .15, .35, .03)),
+    "repeat_tail": (0.16, (.30, .25, .35, .10, .60, .85, .10, .20, .05)),
+    "debit_date":  (0.10, (.30, .20, .30, .10, .70, .90, .08, .15, .03)),
+    "pos_wrapper": (0.08, (.30, .20, .35, .10, .60, .85, .08, .15, .03)),
+    "online":      (0.12, (.25, .60, .15, .10, .20, .75, .25, .45, .25)),
+    "ach":         (0.09, (.03, .60, .05, .05, .05, .05, .03, .15, .05)),
+    "wire":        (0.03, (.02, .30, .75, .55, .75, .55, .60, .05, .05)),
+    "name_only":   (0.08, (.35, .20, .05, .03, .05, .05, .03, .05, .05)),
+}
+
+
+def calibrate(presence: dict[str, float]) -> dict[str, float]:
+    """Per-key scale s with sum_f w_f * min(1, s * base_fk) == target (bisection)."""
+    total = sum(w for w, _ in FAMILIES.values())
+    scales = {}
+    for i, key in enumerate(OPTIONAL):
+        target = presence[key]
+        if target <= 0:
+            scales[key] = 0.0
+            continue
+        lo, hi = 0.0, 1e4
+        for _ in range(80):
+            mid = (lo + hi) / 2
+            got = sum(w * min(1.0, mid * b[i]) for w, b in FAMILIES.values()) / total
+            lo, hi = (mid, hi) if got < target else (lo, mid)
+        scales[key] = hi
+    return scales
+
+
+def draw_plan(rng: random.Random, scales: dict[str, float]) -> tuple[str, set[str]]:
+    names = list(FAMILIES)
+    family = rng.choices(names, [FAMILIES[n][0] for n in names])[0]
+    base = FAMILIES[family][1]
+    plan = {k for i, k in enumerate(OPTIONAL) if rng.random() < min(1.0, scales[k] * base[i])}
+    return family, plan
+
+
+# ------------------------------------------------------------------ shared context
+@dataclass
+class Ctx:
+    rng: random.Random
+    plan: set[str]
+    m: Merchant
+    place: Place
+    name: str
+    inter: str
+    dd: str
+    street: str
+    zip: str
+    city: str
+    state: str
+    country: str
+    phone: str
+    web: str
+
+    def has(self, key: str) -> bool:
+        return key in self.plan
+
+
+_FACILITATOR_SITES = {"SQ": ["squareup.com/receipts", "GOSQ.COM", "gosq.com", "SQUAREUP.COM"],
+                      "PAYPAL": ["PAYPAL.COM", "paypal.com"], "PP": ["PAYPAL.COM"], "TST": ["TOASTTAB.COM"],
+                      "EB": ["EVENTBRITE.COM"], "BT": ["BRAINTREEPAYMENTS.COM"], "WAV": ["WAVEAPPS.COM"]}
+
+
+def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
+    foreign = "COUNTRY" in plan and "ZIP" not in plan and rng.random() < 0.45
+    place = foreign_place(rng, "STATE" in plan) if foreign else us_place(rng)
+    m = make_merchant(rng, place.city)
+    name = m.name
+    if m.domain_is_name and "WEBSITE" in plan:
+        name = name.split(".")[0].split("/")[0] or "SHOP"
+    elif (not m.domain_is_name and m.domain and "WEBSITE" not in plan and m.kind in
+          ("online", "recurring", "software", "marketplace") and rng.random() < 0.3):
+        name = m.domain if rng.random() < 0.7 else m.domain.title()   # the domain is the only name: rule 3
+    if "INTERMEDIARY" in plan and m.is_brand and rng.random() < 0.7:
+        # Facilitators front small sellers, not national chains: swap in a local business.
+        name, _ = local_name(rng, place.city)
+        m = Merchant(name, "local", "generic", "", "", False)
+    inter = intermediary(rng) if "INTERMEDIARY" in plan else ""
+    if inter and m.own_prefix:
+        name = name.split("*", 1)[-1].strip() or name
+    dd = V.dynamic(rng, m.dd_style if m.dd_style != "none" else "generic") if "DYNAMIC_DESCRIPTOR" in plan else ""
+    city = place.city
+    if family in ("network", "repeat_tail", "debit_date", "pos_wrapper", "online", "fixed_width"):
+        if rng.random() < 0.25:
+            city = abbreviate_city(city, rng)
+        if rng.random() < 0.12 and len(city) > 8:
+            city = city[: rng.randint(6, len(city) - 1)].rstrip()
+    country = ""
+    if "COUNTRY" in plan:
+        country = place.country2 if rng.random() < 0.7 else place.country3
+    state = place.state if "STATE" in plan else ""
+    web = ""
+    if "WEBSITE" in plan:
+        fac = inter.strip(" *").split("*")[0]
+        if fac in _FACILITATOR_SITES and rng.random() < 0.6:
+            web = rng.choice(_FACILITATOR_SITES[fac])
+        else:
+            dom = m.domain if m.domain and not m.domain_is_name else V.domain_for(name, rng)
+            web = V.website(rng, dom) if "/" not in dom and "#" not in dom else dom
+            if rng.random() < 0.15 and name.isupper() is False:
+                web = web.lower()
+    phone = ""
+    if "PHONE" in plan:
+        if place.country2 not in ("US", "CA") and rng.random() < 0.6:
+            phone = V.foreign_phone(rng)
+        else:
+            phone = V.phone(rng, place.area_codes, toll_free=m.is_brand or m.kind in ("saas", "insurer"))
+    return Ctx(rng, plan, m, place, name, inter, dd,
+               V.street(rng) if "STREET" in plan else "",
+               V.zip_code(rng, place.zip or f"{rng.randint(10000, 99999)}") if "ZIP" in plan else "",
+               city if "CITY" in plan else "", state, country, phone, web)
+
+
+# ------------------------------------------------------------------ building blocks
+def head(c: Ctx) -> list[Piece]:
+    """[INTERMEDIARY]NAME[DYNAMIC] as the merchant's own descriptor prints them."""
+    out = []
+    if c.inter:
+        out.append(P(c.inter, "INTERMEDIARY"))
+    out.append(P(c.name, "MERCHANT_NAME"))
+    if c.dd:
+        glue = "" if c.dd[0] in "*#-" and c.rng.random() < 0.6 else c.rng.choice([" ", " ", "  "])
+        out += [P(glue), P(c.dd, "DYNAMIC_DESCRIPTOR")]
+    return out
+
+
+def location(c: Ctx, *, glue_state: float = 0.04) -> list[Piece]:
+    """[STREET][,] [CITY][,] [STATE] [ZIP] [COUNTRY] with the separators statements use."""
+    rng = c.rng
+    comma = rng.random() < 0.25
+    out: list[Piece] = []
+
+    def add(text: str, key: str, sep: str = " ") -> None:
+        if text:
+            if out:
+                out.append(P(sep))
+            out.append(P(text, key))
+
+    add(c.street, "STREET")
+    add(c.city, "CITY", ", " if comma and out else " ")
+    if c.state:
+        if c.city and rng.random() < glue_state:
+            out.append(P(c.state, "STATE"))
+        else:
+            add(c.state, "STATE", ", " if comma and rng.random() < 0.4 else " ")
+    add(c.zip, "ZIP", rng.choice([" ", " ", "  "]))
+    add(c.country, "COUNTRY", " ")
+    return out
+
+
+def contact(c: Ctx) -> list[Piece]:
+    items = []
+    if c.phone:
+        items.append([P(c.phone, "PHONE")])
+    if c.web:
+        items.append([P(c.web, "WEBSITE")])
+    c.rng.shuffle(items)
+    return flat(items)
+
+
+def card_core(c: Ctx) -> list[Piece]:
+    rng = c.rng
+    loc, con = location(c), contact(c)
+    sep = rng.choice([" ", " ", " ", "  ", "   "])
+    if rng.random() < 0.55:
+        return flat([head(c), con, loc], sep)
+    return flat([head(c), loc, con], sep)
+
+
+def collapse(pieces: list[Piece]) -> list[Piece]:
+    """Banks that squeeze padding to single spaces (unlabeled pieces only)."""
+    out = []
+    for p in pieces:
+        if p.key is None and p.text.isspace():
+            p = P(" ")
+        out.append(p)
+    return out
+
+
+# ------------------------------------------------------------------ families
+def fam_network(c: Ctx) -> list[Piece]:
+    pieces = card_core(c)
+    if c.rng.random() < 0.1:
+        pieces = flat([pieces, V.mmdd(c.rng)])
+    return pieces
+
+
+def fam_fixed_width(c: Ctx) -> list[Piece]:
+    """ISO 8583 DE 43 style: name field (20-25) + city field (13) + state/country, then extras."""
+    rng = c.rng
+    width = rng.choice([20, 22, 22, 23, 25])
+    name_field = pad(flat([[P(c.inter, "INTERMEDIARY")] if c.inter else [], [P(c.name, "MERCHANT_NAME")]], ""), width)
+    if not c.name[: max(0, width - len(c.inter))].strip():
+        name_field = pad([P(c.name, "MERCHANT_NAME")], width)
+    city_slot = [P(c.city, "CITY")] if c.city else ([P(c.phone, "PHONE")] if c.phone and rng.random() < 0.4 else [])
+    used_phone = bool(city_slot) and city_slot[0].key == "PHONE"
+    city_field = pad(city_slot, 13) if city_slot else [P(" " * rng.choice([1, 13]))]
+    st = [P(c.state, "STATE")] if c.state else []
+    tail: list = []
+    if c.dd:
+        tail.append(P(c.dd, "DYNAMIC_DESCRIPTOR"))
+    if c.phone and not used_phone:
+        tail.append(P(c.phone, "PHONE"))
+    if c.street:
+        tail.insert(0, P(c.street, "STREET"))
+    if c.zip:
+        tail.append(P(c.zip, "ZIP"))
+    if c.country:
+        tail.append(P(c.country, "COUNTRY"))
+    if c.web:
+        tail.insert(rng.randint(0, len(tail)), P(c.web, "WEBSITE"))
+    if rng.random() < 0.2:
+        tail.insert(rng.randint(0, len(tail)), P(V.digits(rng, 11)))
+    pieces = name_field + city_field + flat([st, flat(tail)], " ") if st else name_field + city_field + flat(tail)
+    if rng.random() < 0.4:
+        pieces = collapse(pieces)
+    return pieces
+
+
+def _repeat(c: Ctx, core: list[Piece]) -> list[Piece]:
+    rng = c.rng
+    n = len(text_of(core))
+    r = rng.random()
+    if r < 0.55 and n > 12:
+        first = truncate(core, rng.randint(max(8, n // 3), n - 1))
+    elif r < 0.8:
+        first = core
+    else:
+        return core
+    return flat([first, core])
+
+
+def fam_repeat_tail(c: Ctx) -> list[Piece]:
+    rng = c.rng
+    core = _repeat(c, card_core(c))
+    tail = [V.bank_reference(rng), V.card_suffix(rng) if rng.random() < 0.5 else f"Crd{V.digits(rng, 4)}",
+            f"Dt{V.mmdd(rng)}" if rng.random() < 0.7 else V.mmdd(rng)]
+    if rng.random() < 0.2:
+        tail.insert(0, rng.choice(V.CATEGORY_WORDS))
+    if rng.random() < 0.2:
+        rng.shuffle(tail)
+    return flat([core, " ".join(tail)])
+
+
+def fam_debit_date(c: Ctx) -> list[Piece]:
+    rng = c.rng
+    date = V.mmdd(rng)
+    core = card_core(c)
+    n = len(text_of(core))
+    if rng.random() < 0.7 and n > 12:
+        first = truncate(core, rng.randint(max(8, n // 3), n - 1))
+        pieces = flat([date, first, date, core])
+    else:
+        pieces = flat([date, core])
+    if rng.random() < 0.3:
+        pieces = flat([pieces, V.card_suffix(rng)])
+    if rng.random() < 0.3:
+        pieces = flat([rng.choice(["Debit Card", "DBT Purchase", "POS Debit", "Visa Debit"]), pieces])
+    return pieces
+
+
+def fam_pos_wrapper(c: Ctx) -> list[Piece]:
+    rng = c.rng
+    date = V.mmdd(rng)
+    pieces = flat([V.bank_prefix(rng, date), card_core(c)])
+    extras = []
+    if rng.random() < 0.5:
+        extras.append(V.card_suffix(rng))
+    if rng.random() < 0.25:
+        extras.append(rng.choice(V.CATEGORY_WORDS))
+    if rng.random() < 0.2:
+        extras.append(V.bank_reference(rng))
+    return flat([pieces, *extras])
+
+
+def fam_online(c: Ctx) -> list[Piece]:
+    """E-commerce / recurring billing: NAME*CODE, a billing domain or phone, then state."""
+    rng = c.rng
+    pieces = flat([head(c), contact(c), location(c)], rng.choice([" ", " ", "  "]))
+    if rng.random() < 0.15:
+        pieces = flat([rng.choice(["RECURRING PAYMENT", "RECURRING", "ONLINE PURCHASE", "PREAUTHORIZED DEBIT"]),
+                       pieces])
+    return pieces
+
+
+_ENTRY = ["PAYROLL", "EXPENSE", "INVPMT", "SETL", "WEB PMTS", "HCCLAIMPMT", "BILL PMT", "ACH PMT", "AUTOPAY",
+          "PREM", "DIRECT DEP", "SALE", "TAX PYMT", "INS PREM", "PAYMENT", "EPAY", "CORP PMT", "ACH TRNSFR",
+          "VENDOR PMT", "PPD", "CCD", "DEBIT", "ONLINE PMT", "SUBSCRIPTN"]
+
+
+def fam_ach(c: Ctx) -> list[Piece]:
+    """NACHA: company name (16), entry description (10), individual id (15), receiver (22)."""
+    rng = c.rng
+    company = [P(c.inter, "INTERMEDIARY")] if c.inter else []
+    company.append(P(c.name, "MERCHANT_NAME"))
+    entry = rng.choice(_ENTRY)
+    ident = [P(c.dd, "DYNAMIC_DESCRIPTOR")] if c.dd else []
+    receiver = local_name(rng, "")[0] if rng.random() < 0.5 else ""
+    extras = flat([[P(c.phone, "PHONE")] if c.phone else [], [P(c.web, "WEBSITE")] if c.web else [], location(c)])
+    style = rng.random()
+    if style < 0.3:
+        pieces = flat([flat(company, ""), entry, ident, extras, receiver])
+        if rng.random() < 0.4:
+            pieces = flat([pieces, rng.choice(["ACH Debit", "ACH Credit", "ACH DEBIT", "ACH"])])
+    elif style < 0.45:
+        pieces = flat([flat(company, ""), P("-" + entry)] if not ident else [flat(company, ""), "-" + entry, ident])
+        pieces = flat([pieces, extras])
+    elif style < 0.65:
+        pieces = flat([flat(company, ""), f"DES:{entry}", flat([P("ID:"), *ident], "") if ident else
+                       f"ID:{V.digits(rng, 9)}", f"INDN:{receiver or rng.choice(V.surnames())}",
+                       f"CO ID:{V.digits(rng, 10)}", rng.choice(["CCD", "PPD", "WEB"]), extras])
+    elif style < 0.8:
+        pieces = flat([flat([P("ORIG CO NAME:"), *company], ""), f"ORIG ID:{V.digits(rng, 10)}",
+                       f"DESC DATE:{V.digits(rng, 6)}", f"CO ENTRY DESCR:{entry}", "SEC:" + rng.choice(["CCD", "PPD"]),
+                       f"TRACE#:{V.digits(rng, 15)}", flat([P("IND ID:"), *ident], "") if ident else None,
+                       f"IND NAME:{receiver}" if receiver else None, extras])
+    else:
+        first = flat([flat(company, ""), entry])
+        pieces = flat([first, first if rng.random() < 0.5 else truncate(first, rng.randint(5, len(text_of(first)))),
+                       ident, extras, receiver])
+    if rng.random() < 0.25:
+        pieces = flat([rng.choice(["ACH Debit", "ACH WITHDRAWAL", "ELECTRONIC PMT", "ACH Pmt"]), pieces])
+    return pieces
+
+
+def fam_wire(c: Ctx) -> list[Piece]:
+    rng = c.rng
+    out_going = rng.random() < 0.6
+    role = "BNF" if out_going else rng.choice(["ORG", "ORIG"])
+    name = flat([[P(c.inter, "INTERMEDIARY")] if c.inter else [], [P(c.name, "MERCHANT_NAME")]], "")
+    addr = location(c)
+    parts: list = []
+    style = rng.random()
+    date = V.digits(rng, 6)
+    if style < 0.5:
+        parts = [f"WIRE TYPE:WIRE {'OUT' if out_going else 'IN'} DATE:{date} TIME:{rng.randint(0, 2359):04d} ET",
+                 f"TRN:{V.digits(rng, 16)}", f"SERVICE REF:{V.digits(rng, 6)}",
+                 flat([P(f"{role}:"), *name], ""), f"ID:{V.digits(rng, 10)}"]
+        if addr:
+            parts.append(flat([P(f"{role} ADDR:"), *addr], ""))
+        parts.append(f"{role} BK:{rng.choice(['JPMORGAN CHASE BANK, N.A.', 'WELLS FARGO BANK', 'HSBC UK', 'SVB'])}")
+        if c.dd:
+            parts.append(flat([P("OBI:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
+    elif style < 0.8:
+        lead = truncate(name, rng.randint(10, 32)) if rng.random() < 0.5 else []
+        parts = [lead, "SENDER BNK:" + rng.choice(["CITIBANK", "BANK OF AMERICA", "BARCLAYS"]),
+                 f"SENDER ID:{V.digits(rng, 9)}", f"SENDER REF:{V.alnum(rng, 12)}",
+                 flat([P(f"{role} NAME:="), *name], ""), f"{role} ID:{V.digits(rng, 10)}"]
+        if addr:
+            swift = []
+            if c.street:
+                swift.append(flat([P("2/"), P(c.street, "STREET")], ""))
+            rest = [p for p in addr if p.key not in ("STREET",)]
+            while rest and rest[0].key is None:
+                rest = rest[1:]
+            if rest:
+                swift.append(flat([P("3/"), *rest], ""))
+            parts += swift
+        if c.dd:
+            parts.append(flat([P("REF:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
+    else:
+        parts = [name, rng.choice(["Deposit-Wired Funds", "WIRE TRANSFER", "Outgoing Wire", "INCOMING WIRE"]),
+                 [P(c.dd, "DYNAMIC_DESCRIPTOR")] if c.dd else None, addr]
+    if c.phone:
+        parts.append([P(c.phone, "PHONE")])
+    if c.web:
+        parts.append([P(c.web, "WEBSITE")])
+    return flat(parts)
+
+
+def fam_name_only(c: Ctx) -> list[Piece]:
+    rng = c.rng
+    pieces = flat([head(c), contact(c), location(c)])
+    if rng.random() < 0.3:
+        pieces = flat([pieces, rng.choice(["ACH Debit", "Payment", "Bill Payment", "PMT", "ONLINE PMT", "AUTOPAY"])])
+    return pieces
+
+
+RENDER = {"network": fam_network, "fixed_width": fam_fixed_width, "repeat_tail": fam_repeat_tail,
+          "debit_date": fam_debit_date, "pos_wrapper": fam_pos_wrapper, "online": fam_online, "ach": fam_ach,
+          "wire": fam_wire, "name_only": fam_name_only}

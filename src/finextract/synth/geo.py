@@ -1,0 +1,102 @@
+"""Real, consistent places: US city/state/ZIP/area code from the ``zipcodes`` package.
+
+``zipcodes`` bundles the USPS ZIP table offline, so a descriptor never pairs a city with a
+state or ZIP it does not belong to. Canadian, Australian and other foreign places are a
+short hand list (cities that show up on US cards when travelling or buying abroad).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Place:
+    city: str                 # upper case, as networks print it
+    state: str                # two-letter state/province code, "" when none
+    zip: str                  # 5-digit ZIP, "" outside the US
+    country2: str             # ISO alpha-2
+    country3: str             # ISO alpha-3
+    area_codes: tuple[str, ...] = ()
+
+
+# Large metros weigh more: most card volume is in big cities.
+_METROS = [
+    ("New York", "NY"), ("Brooklyn", "NY"), ("Los Angeles", "CA"), ("Chicago", "IL"), ("Houston", "TX"),
+    ("Phoenix", "AZ"), ("Philadelphia", "PA"), ("San Antonio", "TX"), ("San Diego", "CA"), ("Dallas", "TX"),
+    ("San Jose", "CA"), ("Austin", "TX"), ("San Francisco", "CA"), ("Seattle", "WA"), ("Denver", "CO"),
+    ("Boston", "MA"), ("Washington", "DC"), ("Nashville", "TN"), ("Las Vegas", "NV"), ("Portland", "OR"),
+    ("Atlanta", "GA"), ("Miami", "FL"), ("Minneapolis", "MN"), ("Oakland", "CA"), ("Palo Alto", "CA"),
+    ("Mountain View", "CA"), ("Sunnyvale", "CA"), ("Redwood City", "CA"), ("San Mateo", "CA"),
+    ("Santa Monica", "CA"), ("Berkeley", "CA"), ("Fort Collins", "CO"), ("Boulder", "CO"), ("Cambridge", "MA"),
+    ("Saint Louis", "MO"), ("Salt Lake City", "UT"), ("Pittsburgh", "PA"), ("Orlando", "FL"), ("Tampa", "FL"),
+    ("New Orleans", "LA"), ("Charlotte", "NC"), ("Raleigh", "NC"), ("Columbus", "OH"), ("Detroit", "MI"),
+    ("Baltimore", "MD"), ("Sacramento", "CA"), ("Irvine", "CA"), ("Newport Beach", "CA"), ("Honolulu", "HI"),
+    ("South San Francisco", "CA"), ("West Hollywood", "CA"), ("Jersey City", "NJ"), ("Arlington", "VA"),
+    ("Scottsdale", "AZ"), ("Kansas City", "MO"), ("Indianapolis", "IN"), ("Milwaukee", "WI"), ("Rockville", "MD"),
+]
+
+CANADA = [("Toronto", "ON"), ("Vancouver", "BC"), ("Montreal", "QC"), ("Calgary", "AB"), ("Edmonton", "AB"),
+          ("Ottawa", "ON"), ("Winnipeg", "MB"), ("Halifax", "NS"), ("Victoria", "BC"), ("Mississauga", "ON"),
+          ("Quebec", "QC"), ("Saskatoon", "SK"), ("Regina", "SK"), ("Kelowna", "BC"), ("Waterloo", "ON")]
+AUSTRALIA = [("Sydney", "NS"), ("Melbourne", "VI"), ("Perth", "WA"), ("Brisbane", "QL"), ("Adelaide", "SA")]
+FOREIGN = [("London", "GB", "GBR"), ("Manchester", "GB", "GBR"), ("Dublin", "IE", "IRL"), ("Paris", "FR", "FRA"),
+           ("Berlin", "DE", "DEU"), ("Munich", "DE", "DEU"), ("Amsterdam", "NL", "NLD"), ("Madrid", "ES", "ESP"),
+           ("Barcelona", "ES", "ESP"), ("Rome", "IT", "ITA"), ("Milan", "IT", "ITA"), ("Zurich", "CH", "CHE"),
+           ("Singapore", "SG", "SGP"), ("Hong Kong", "HK", "HKG"), ("Tokyo", "JP", "JPN"), ("Sydney", "AU", "AUS"),
+           ("Melbourne", "AU", "AUS"), ("Mexico City", "MX", "MEX"), ("Cancun", "MX", "MEX"), ("Toronto", "CA", "CAN"),
+           ("Vancouver", "CA", "CAN"), ("Bangalore", "IN", "IND"), ("Tel Aviv", "IL", "ISR"), ("Lisbon", "PT", "PRT"),
+           ("Stockholm", "SE", "SWE"), ("Copenhagen", "DK", "DNK"), ("Seoul", "KR", "KOR"), ("Luxembourg", "LU", "LUX"),
+           ("Reykjavik", "IS", "ISL"), ("Auckland", "NZ", "NZL")]
+
+
+@lru_cache(maxsize=1)
+def _us_table() -> tuple[list[Place], dict[tuple[str, str], list[Place]]]:
+    import zipcodes
+
+    places: list[Place] = []
+    by_city: dict[tuple[str, str], list[Place]] = {}
+    for row in zipcodes.list_all():
+        if not row.get("active") or row.get("zip_code_type") != "STANDARD" or row.get("country") != "US":
+            continue
+        place = Place(row["city"].upper(), row["state"], row["zip_code"], "US", "USA",
+                      tuple(row.get("area_codes") or ()))
+        places.append(place)
+        by_city.setdefault((place.city, place.state), []).append(place)
+    return places, by_city
+
+
+def us_place(rng: random.Random) -> Place:
+    places, by_city = _us_table()
+    if rng.random() < 0.5:
+        city, state = rng.choice(_METROS)
+        options = by_city.get((city.upper(), state))
+        if options:
+            return rng.choice(options)
+    return rng.choice(places)
+
+
+def foreign_place(rng: random.Random, need_state: bool) -> Place:
+    if need_state:
+        if rng.random() < 0.75:
+            city, prov = rng.choice(CANADA)
+            return Place(city.upper(), prov, "", "CA", "CAN")
+        city, st = rng.choice(AUSTRALIA)
+        return Place(city.upper(), st, "", "AU", "AUS")
+    city, c2, c3 = rng.choice(FOREIGN)
+    return Place(city.upper(), "", "", c2, c3)
+
+
+# Abbreviations banks and networks apply to fit the 13-character city field.
+CITY_ABBREV = {"FORT": "FT", "SAINT": "ST", "SOUTH": "S", "NORTH": "N", "WEST": "W", "EAST": "E",
+               "MOUNT": "MT", "BEACH": "BCH", "HEIGHTS": "HTS", "SPRINGS": "SPGS", "CITY": "CTY",
+               "VILLAGE": "VLG", "LAKE": "LK", "PARK": "PK", "CENTER": "CTR", "SAN FRANCISCO": "SAN FRAN"}
+
+
+def abbreviate_city(city: str, rng: random.Random) -> str:
+    if city in CITY_ABBREV and rng.random() < 0.5:
+        return CITY_ABBREV[city]
+    words = [CITY_ABBREV.get(w, w) if rng.random() < 0.7 else w for w in city.split()]
+    return " ".join(words)

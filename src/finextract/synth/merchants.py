@@ -1,0 +1,180 @@
+"""Who was paid: national brands (``data/brands.tsv``) and small local businesses composed
+from parts, plus the payment facilitators that prefix them.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+
+from finextract.synth import values as V
+
+
+@dataclass(frozen=True)
+class Brand:
+    names: tuple[str, ...]
+    kind: str
+    store_style: str
+    dd_style: str
+    domain: str
+    state: str
+
+
+@dataclass
+class Merchant:
+    name: str                 # printed name (store number included)
+    kind: str                 # brand kind or local category
+    dd_style: str             # how its transaction ids look
+    domain: str               # billing domain ("" when none)
+    hq_state: str             # where online/recurring charges say they are
+    is_brand: bool
+    domain_is_name: bool = False   # the name itself is a domain (rule 3)
+    own_prefix: bool = False       # name carries the brand's own XX* prefix (not an intermediary)
+
+
+@lru_cache(maxsize=1)
+def brands() -> list[Brand]:
+    text = resources.files("finextract.synth").joinpath("data/brands.tsv").read_text(encoding="utf-8")
+    out = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        cols = line.split("|")
+        if len(cols) != 6:
+            raise ValueError(f"brands.tsv:{lineno}: expected 6 '|'-separated columns, got {len(cols)}")
+        names = tuple(n for n in cols[0].split(";") if n.strip())
+        out.append(Brand(names, cols[1], cols[2], cols[3], cols[4], cols[5]))
+    return out
+
+
+# Payment facilitators / aggregators and how they prefix the seller's name. Weighted by how
+# often they show up on small-business statements; Square and Toast dominate restaurants.
+INTERMEDIARIES: list[tuple[str, float]] = [
+    ("SQ *", 20), ("SQ*", 6), ("SQU*SQ *", 1), ("SQ *SQ *", 1), ("SQUARE *SQ *", 0.5), ("TST* ", 8), ("TST*", 4),
+    ("PAYPAL *", 9), ("PP*", 4), ("SP ", 3), ("SP *", 2), ("DD *", 3), ("DD*", 1), ("IC*", 2), ("CKO*", 1.5),
+    ("CRV*", 1), ("GOOGLE *", 3), ("FS *", 1.5), ("FS*", 1), ("SPO*", 2), ("BT*", 2), ("PL*", 1), ("WAV*", 1.5),
+    ("EB ", 1.5), ("EAT24 *", 0.5), ("PAY*", 1), ("2CO*", 0.5), ("PADDLE.NET*", 0.5), ("LS ", 0.7), ("CLR*", 0.5),
+    ("IZ *", 0.7), ("SUMUP *", 0.7), ("ZTL*", 0.5), ("STK*", 0.4), ("UEP*", 0.4), ("POS*", 0.5), ("TOAST*", 0.5),
+    ("APPLE PAY ", 0.3), ("APL* ", 0.5), ("MSFT*", 0.3), ("AMZ*", 0.4), ("WPY*", 0.5), ("CKE*", 0.3),
+]
+
+
+def intermediary(rng: random.Random) -> str:
+    names, weights = zip(*INTERMEDIARIES)
+    return rng.choices(names, weights)[0]
+
+
+# ------------------------------------------------------------------ local businesses
+_ADJ = ["BLUE", "GOLDEN", "RED", "GREEN", "LITTLE", "BIG", "OLD", "NEW", "HAPPY", "LUCKY", "WILD", "SILVER",
+        "URBAN", "ROYAL", "SUNNY", "HIDDEN", "NORTHERN", "COASTAL", "MODERN", "CLASSIC", "SWEET", "SMOKY",
+        "IRON", "STONE", "CEDAR", "BRIGHT", "TRUE", "FIRST", "PRIME", "SUMMIT", "EAGLE", "PACIFIC", "ATLANTIC"]
+_NOUN = ["BOTTLE", "MOON", "OAK", "BEAR", "FOX", "LOTUS", "ANCHOR", "HARBOR", "GARDEN", "BRIDGE", "LANTERN",
+         "SPARROW", "WILLOW", "RIVER", "MOUNTAIN", "TIGER", "DRAGON", "PEPPER", "OLIVE", "FIG", "MAPLE", "PINE",
+         "CROWN", "ARROW", "COMPASS", "HIVE", "NEST", "FORGE", "MILL", "TABLE", "SPOON", "BARREL", "KETTLE"]
+_CUISINE = ["THAI", "SUSHI", "RAMEN", "PHO", "TAQUERIA", "PIZZA", "BBQ", "KABOB", "DIM SUM", "CURRY", "NOODLE",
+            "BURGER", "TACO", "PANINI", "BAGEL", "POKE", "DUMPLING", "FALAFEL", "SEAFOOD", "STEAKHOUSE", "CREPE"]
+_FOODPLACE = ["KITCHEN", "GRILL", "CAFE", "BISTRO", "HOUSE", "BAR", "EATERY", "DELI", "DINER", "CANTINA",
+              "TAVERN", "PUB", "BAR & GRILL", "EXPRESS", "PALACE", "GARDEN", "SHOP", "SPOT", "CORNER", "TAP"]
+_CAFE = ["COFFEE", "COFFEE CO", "ROASTERS", "COFFEE ROASTERS", "ESPRESSO", "BAKERY", "TEA HOUSE", "DONUTS",
+         "CAFE", "JUICE BAR", "CREAMERY", "PATISSERIE", "GELATO"]
+_TRADES = ["PLUMBING", "ELECTRIC", "ROOFING", "HVAC", "HEATING & AIR", "LANDSCAPING", "PAINTING", "LOCKSMITH",
+           "CONSTRUCTION", "PEST CONTROL", "MOVING", "CLEANING", "AUTO REPAIR", "TIRE & AUTO", "CAR WASH",
+           "GLASS", "FLOORING", "APPLIANCE REPAIR", "TOWING", "CARPET CARE"]
+_SERVICES = ["SALON", "BARBER SHOP", "NAIL SPA", "DAY SPA", "DENTAL", "CHIROPRACTIC", "VETERINARY",
+             "PHYSICAL THERAPY", "OPTOMETRY", "PEDIATRICS", "LAW OFFICE", "CPA", "CONSULTING", "DESIGN STUDIO",
+             "PHOTOGRAPHY", "FITNESS", "YOGA", "MARTIAL ARTS", "DANCE STUDIO", "TUTORING", "PRINTING",
+             "FLORIST", "HARDWARE", "BOOKS", "PET SUPPLY", "LIQUORS", "WINE MERCHANTS", "MARKET", "PHARMACY",
+             "DRY CLEANERS", "TAILOR", "JEWELERS", "OPTICAL", "FURNITURE", "BIKE SHOP", "SURF SHOP", "CYCLERY"]
+_LEGAL = ["LLC", "INC", "INC.", "CO", "CORP", "LTD", "L.L.C.", ", INC.", ", LLC", "GROUP", "& SONS", "& CO"]
+_SAAS_ROOT = ["DATA", "CLOUD", "STACK", "LOOP", "PIXEL", "SIGNAL", "GRID", "FLOW", "SYNC", "BYTE", "LOGIC",
+              "METRIC", "PULSE", "VECTOR", "NOVA", "QUANT", "LEDGER", "HOOK", "PATH", "SHIFT", "SCALE", "FORM"]
+_SAAS_SUF = ["LY", "IFY", "HQ", "HUB", "BASE", "WORKS", "LABS", "IO", "AI", "APP", "KIT", "DESK", "BOX", "OPS"]
+_INSURE = ["INSURANCE", "MUTUAL INS", "INS AGENCY", "CASUALTY", "HEALTH PLAN", "LIFE INS"]
+_UTIL = ["WATER DISTRICT", "ELECTRIC COOP", "GAS CO", "UTILITIES", "WASTE MGMT", "SANITATION", "POWER & LIGHT"]
+_HOTEL = ["INN", "HOTEL", "SUITES", "LODGE", "MOTEL", "RESORT", "B&B"]
+_PARK = ["PARKING", "GARAGE", "PARK & FLY", "VALET"]
+
+
+_CITY_LEAD = {"LAS", "LOS", "SAN", "SANTA", "NEW", "FORT", "FT", "ST", "SAINT", "EL", "LA", "PALM", "PALO",
+              "SALT", "WEST", "EAST", "NORTH", "SOUTH", "MOUNT", "GRAND", "CEDAR", "BATON", "LITTLE"}
+
+
+def _cap(word: str, rng: random.Random) -> str:
+    return word if rng.random() < 0.85 else word.title()
+
+
+def local_name(rng: random.Random, city: str) -> tuple[str, str]:
+    """(name, category) of a made-up small business."""
+    sur = rng.choice(V.surnames())
+    first = rng.choice(V.first_names())
+    words = city.split()
+    town = (city if len(words) > 1 and words[0] in _CITY_LEAD else words[0]) if words else rng.choice(_NOUN)
+    cat = rng.choices(["restaurant", "cafe", "bar", "trade", "service", "saas", "insurer", "utility", "hotel",
+                       "parking"], [26, 12, 6, 12, 20, 10, 3, 3, 4, 2])[0]
+    adj, noun = rng.choice(_ADJ), rng.choice(_NOUN)
+    if cat == "restaurant":
+        name = rng.choice([
+            f"{rng.choice(_CUISINE)} {rng.choice(_FOODPLACE)}", f"{sur}'S {rng.choice(_FOODPLACE)}",
+            f"{adj} {noun} {rng.choice(_FOODPLACE)}", f"{first}'S {rng.choice(_CUISINE)}",
+            f"THE {adj} {noun}", f"{town} {rng.choice(_CUISINE)}", f"{noun} & {rng.choice(_NOUN)}",
+            f"{sur} {rng.choice(_CUISINE)} {rng.choice(_FOODPLACE)}", f"{rng.choice(_CUISINE)} {noun}",
+        ])
+    elif cat == "cafe":
+        name = rng.choice([f"{adj} {noun} {rng.choice(_CAFE)}", f"{sur} {rng.choice(_CAFE)}",
+                           f"{noun} {rng.choice(_CAFE)}", f"{town} {rng.choice(_CAFE)}", f"CAFE {noun}"])
+    elif cat == "bar":
+        name = rng.choice([f"{adj} {noun} {rng.choice(['PUB', 'TAVERN', 'SALOON', 'BREWING', 'TAPROOM', 'LOUNGE'])}",
+                           f"{sur}'S {rng.choice(['PUB', 'BAR', 'TAVERN'])}", f"THE {noun} ROOM"])
+    elif cat == "trade":
+        name = rng.choice([f"{sur} {rng.choice(_TRADES)}", f"{adj} {rng.choice(_TRADES)}",
+                           f"{town} {rng.choice(_TRADES)}", f"{first} {sur} {rng.choice(_TRADES)}"])
+        if rng.random() < 0.5:
+            name += " " + rng.choice(_LEGAL)
+    elif cat == "service":
+        name = rng.choice([f"{sur} {rng.choice(_SERVICES)}", f"{adj} {noun} {rng.choice(_SERVICES)}",
+                           f"{town} {rng.choice(_SERVICES)}", f"{first}'S {rng.choice(_SERVICES)}",
+                           f"{sur} & {rng.choice(V.surnames())} {rng.choice(_SERVICES)}"])
+        if rng.random() < 0.25:
+            name += " " + rng.choice(_LEGAL)
+    elif cat == "saas":
+        root = rng.choice(_SAAS_ROOT) + rng.choice(_SAAS_SUF)
+        name = rng.choice([root, root, f"{root} {rng.choice(['INC', 'INC.', 'LLC', 'TECHNOLOGIES', 'SOFTWARE'])}",
+                           f"{adj}{rng.choice(_SAAS_ROOT)}"])
+        if rng.random() < 0.25:
+            name = name.title()
+    elif cat == "insurer":
+        name = f"{rng.choice([sur, adj, town])} {rng.choice(_INSURE)}"
+    elif cat == "utility":
+        name = f"{town} {rng.choice(_UTIL)}"
+    elif cat == "hotel":
+        name = rng.choice([f"{adj} {noun} {rng.choice(_HOTEL)}", f"{town} {rng.choice(_HOTEL)}",
+                           f"THE {sur} {rng.choice(_HOTEL)}"])
+    else:
+        name = f"{rng.choice([town, sur, adj])} {rng.choice(_PARK)}"
+    if rng.random() < 0.06 and cat in ("restaurant", "cafe", "service", "bar"):
+        name += " " + rng.choice([f"#{rng.randint(1, 40)}", f"{rng.randint(1, 9999):04d}", rng.choice(_DIRS2)])
+    return _cap(name, rng), cat
+
+
+_DIRS2 = ["DOWNTOWN", "UPTOWN", "8TH", "AIRPORT", "MALL", "EAST", "WEST", "ON MAIN"]
+
+
+def make_merchant(rng: random.Random, city: str) -> Merchant:
+    if rng.random() < 0.42:
+        b = rng.choice(brands())
+        name = rng.choice(b.names)
+        store = V.store_number(rng, b.store_style) if b.store_style != "none" and rng.random() < 0.8 else ""
+        if store:
+            name = f"{name}{'' if name.endswith('#') else ' '}{store.lstrip('#') if name.endswith('#') else store}"
+        if rng.random() < 0.12:
+            name = name.title() if "." not in name else name.lower()
+        dom = b.domain
+        is_dom = "." in name.split()[0] and not name.startswith(("APL*", "DNH*", "CPC*"))
+        return Merchant(name, b.kind, b.dd_style, dom, b.state, True, domain_is_name=is_dom,
+                        own_prefix="*" in name and not name.startswith("*"))
+    name, cat = local_name(rng, city)
+    dd = {"saas": "star_alnum", "insurer": "num", "utility": "num", "hotel": "num"}.get(cat, "generic")
+    dom = V.domain_for(name, rng) if cat in ("saas", "insurer", "utility") or rng.random() < 0.15 else ""
+    return Merchant(name, cat, dd, dom, "", False)
