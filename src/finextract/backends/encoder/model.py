@@ -1,0 +1,223 @@
+"""Building, saving and loading the token-classification model, and its :class:`Extractor`.
+
+A checkpoint folder holds everything inference needs, so it can be copied alone::
+
+    step-N/model/        save_pretrained weights + tokenizer (full fine-tuning)
+    step-N/adapter/      peft adapter + tagging head (LoRA); the base comes from model.name_or_path
+    step-N/labels.json   label names in id order
+    step-N/state.pt      optimizer, scheduler, RNG states, step (resume only)
+    step-N/model.onnx, model.int8.onnx   after ``finextract export-onnx``
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from finextract.backends.encoder.config import EncoderRunConfig
+from finextract.backends.encoder.tagging import decode, label_names, softmax
+from finextract.extractor import Extractor, Prediction
+from finextract.tasks import Task
+
+log = logging.getLogger("finextract")
+
+Forward = Callable[[dict[str, np.ndarray]], np.ndarray]  # encoded batch -> logits [B, T, L]
+
+
+def quiet_transformers() -> None:
+    """Hide per-file load/save bars and the "newly initialised head" report: our own
+    progress bar is the one that matters, and a fresh tagging head is expected."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        from huggingface_hub.utils import disable_progress_bars
+
+        disable_progress_bars()
+    except ImportError:
+        pass
+
+
+def _from_pretrained(cls: Any, name_or_path: str, **kw: Any) -> Any:
+    """``from_pretrained`` offline first (local folders, warm caches), then the hub."""
+    quiet_transformers()
+    try:
+        return cls.from_pretrained(name_or_path, local_files_only=True, **kw)
+    except OSError:
+        if Path(name_or_path).exists():
+            raise
+        try:
+            return cls.from_pretrained(name_or_path, **kw)
+        except OSError as exc:
+            raise ValueError(f"model.name_or_path: cannot load {name_or_path!r}: not a local folder and "
+                             f"not reachable on the hub ({exc})") from exc
+
+
+def load_tokenizer(name_or_path: str):
+    from transformers import AutoTokenizer
+
+    tok = _from_pretrained(AutoTokenizer, name_or_path)
+    if not getattr(tok, "is_fast", False):
+        raise ValueError(f"model.name_or_path: {name_or_path!r} has no fast tokenizer; "
+                         "span decoding needs offset mappings")
+    return tok
+
+
+def build_model(cfg: EncoderRunConfig, task: Task):
+    """A fresh token-classification model on top of the configured encoder (+ LoRA if asked)."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    names = label_names(task)
+    hf_cfg = _from_pretrained(AutoConfig, cfg.model.name_or_path)
+    hf_cfg.num_labels = len(names)
+    hf_cfg.id2label = dict(enumerate(names))
+    hf_cfg.label2id = {n: i for i, n in enumerate(names)}
+    if cfg.model.dropout is not None and hasattr(hf_cfg, "hidden_dropout_prob"):
+        hf_cfg.hidden_dropout_prob = cfg.model.dropout
+    model = _from_pretrained(AutoModelForTokenClassification, cfg.model.name_or_path, config=hf_cfg,
+                             ignore_mismatched_sizes=True)
+    if cfg.model.lora:
+        model = wrap_lora(model, cfg)
+    return model
+
+
+def wrap_lora(model: Any, cfg: EncoderRunConfig):
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [m for m in cfg.model.lora_target_modules if m not in present]
+    if missing:
+        raise ValueError(f"model.lora_target_modules: {missing} not found in {cfg.model.name_or_path}")
+    lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha,
+                      lora_dropout=cfg.model.lora_dropout, target_modules=list(cfg.model.lora_target_modules))
+    return get_peft_model(model, lcfg)
+
+
+def save_model(model: Any, tokenizer: Any, path: Path, task: Task, lora: bool) -> None:
+    quiet_transformers()
+    path.mkdir(parents=True, exist_ok=True)
+    sub = path / ("adapter" if lora else "model")
+    model.save_pretrained(sub)
+    tokenizer.save_pretrained(sub)
+    (path / "labels.json").write_text(json.dumps(label_names(task)), encoding="utf-8")
+
+
+def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, trainable: bool = False):
+    """The model saved in ``ckpt``; LoRA adapters are merged for inference unless ``trainable``."""
+    labels_file = ckpt / "labels.json"
+    if not labels_file.exists():
+        raise FileNotFoundError(f"{ckpt}: not an encoder checkpoint (no labels.json)")
+    if json.loads(labels_file.read_text(encoding="utf-8")) != label_names(task):
+        raise ValueError(f"{ckpt}: labels do not match task {task.name!r}")
+    from transformers import AutoModelForTokenClassification
+
+    quiet_transformers()
+    if (ckpt / "adapter").exists():
+        from peft import PeftModel
+
+        base = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": False})}), task)
+        model = PeftModel.from_pretrained(base, ckpt / "adapter", is_trainable=trainable)
+        tok = load_tokenizer(str(ckpt / "adapter"))
+        if not trainable:
+            model = model.merge_and_unload()
+    else:
+        model = AutoModelForTokenClassification.from_pretrained(ckpt / "model", local_files_only=True)
+        tok = load_tokenizer(str(ckpt / "model"))
+    return model, tok
+
+
+def torch_forward(model: Any, device: str = "cpu") -> Forward:
+    import torch
+
+    def forward(batch: dict[str, np.ndarray]) -> np.ndarray:
+        with torch.inference_mode():
+            inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
+            return model(**inputs).logits.float().cpu().numpy()
+
+    return forward
+
+
+class EncoderExtractor(Extractor):
+    """Tags spans with an encoder and decodes them into exact substrings of each text.
+
+    ``forward`` is the only runtime-specific part (PyTorch or ONNX Runtime), so both share
+    tokenisation, batching and decoding and can only differ by the model's numbers.
+    """
+
+    def __init__(self, forward: Forward, tokenizer: Any, task: Task, max_length: int,
+                 batch_size: int = 64, input_names: Sequence[str] | None = None, info: dict[str, Any] | None = None):
+        self.forward = forward
+        self.tokenizer = tokenizer
+        self.task = task
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.input_names = list(input_names) if input_names else None
+        self.info = info or {}
+
+    def _encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
+                             return_offsets_mapping=True, return_tensors="np")
+        offsets = [[(int(s), int(e)) for s, e in row] for row in enc.pop("offset_mapping")]
+        batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+        if self.input_names is not None:
+            batch = {k: v for k, v in batch.items() if k in self.input_names}
+        return batch, offsets
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Batched and sorted by length, so padding (wasted compute) stays small."""
+        texts = list(texts)
+        out: list[Prediction] = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            chunk = [texts[i] for i in idx]
+            batch, offsets = self._encode(chunk)
+            probs = softmax(self.forward(batch))
+            for j, i in enumerate(idx):
+                out[i] = decode(texts[i], offsets[j], probs[j], self.task)
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "backend": "encoder", "max_length": self.max_length, **self.info}
+
+
+def count_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num_threads: int | None = None,
+         batch_size: int | None = None, device: str = "cpu", quantized: bool = True, **_: Any) -> EncoderExtractor:
+    """Load a run's checkpoint ("best" by default) as an extractor.
+
+    ``runtime="onnx"`` uses the exported ``model.int8.onnx`` (``quantized=False``: ``model.onnx``)
+    from ``finextract export-onnx``.
+    """
+    from finextract.rundir import RunDir
+
+    run = RunDir(Path(source))
+    cfg = EncoderRunConfig.model_validate(run.read_config())
+    task = cfg.load_task()
+    ckpt = run.resolve_checkpoint(checkpoint)
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+    bs = batch_size or cfg.train.eval_batch_size
+    if runtime == "onnx":
+        from finextract.backends.encoder.onnx import onnx_extractor
+
+        return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, quantized=quantized)
+    if runtime != "torch":
+        raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
+    import torch
+
+    if num_threads:
+        torch.set_num_threads(num_threads)
+    model, tok = load_model_from_checkpoint(ckpt, cfg, task)
+    model.to(device).eval()
+    return EncoderExtractor(torch_forward(model, device), tok, task, cfg.model.max_length, bs,
+                            info={"checkpoint": str(ckpt), "runtime": "torch", "parameters": count_parameters(model)})
