@@ -1,0 +1,516 @@
+"""Batched, prefix-cached, substring-constrained greedy extraction with a causal LM.
+
+Why not ``model.generate``: every prompt shares one long instruction prefix (~700-900
+tokens) and a short descriptor suffix; the answer is short JSON whose skeleton is known.
+``generate`` recomputes the prefix per text, pays one decode step per skeleton token and
+cannot guarantee valid output. This engine
+
+* runs the shared prefix **once** and keeps its K/V as a single batch-1 tensor per layer;
+  a custom attention function attends to it by broadcasting (never copied per sequence)
+  and merges it with each sequence's own keys in one softmax;
+* prefills only the per-text suffixes, in length-sorted batches, into a preallocated
+  per-batch K/V buffer ("slots"); all sequences of a batch write the same slots each step,
+  and a per-slot validity mask lets a sequence feed fewer tokens than its neighbours;
+* decodes greedily, constrained by :mod:`.constrained` (the argmax over allowed tokens:
+  identical to plain greedy whenever plain greedy's token is allowed), checking the
+  top-k first and computing the full allowed set only when none of them is allowed;
+* **jump-forward**: skeleton literals (``","CITY":"``) are fed as several tokens in one
+  step, together with the token that closed the previous value.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from finextract.backends.causal_lm.constrained import JsonShape, State, TextGrammar, TokenVocab
+from finextract.tasks import Task, load_task
+
+ATTN_NAME = "finextract_prefix_shared"
+
+
+@dataclass
+class EngineResult:
+    """One text's output: the generated text, its parsed dict (``None`` = invalid), tokens made."""
+
+    raw: str
+    parsed: dict | None
+    n_new_tokens: int
+
+
+# ------------------------------------------------------------------ attention + K/V store
+class _Ctx:
+    """Per-forward state read by the attention function (set by the engine around a forward)."""
+
+    prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer [1, Hkv, P, D]
+    mask: torch.Tensor | None = None  # [B, 1, T, K] bool over the sequences' own slots
+
+
+_CTX = _Ctx()
+
+
+class SlotCache:
+    """Preallocated per-batch K/V for the suffix + generated tokens (the prefix lives apart).
+
+    Duck-types the part of ``transformers.Cache`` that decoder layers call: ``update``
+    writes the step's keys at slots ``[cur, cur+T)`` and returns the filled slots.
+    """
+
+    is_compileable = False
+
+    def __init__(self, n_layers: int, batch: int, kv_heads: int, head_dim: int, slots: int,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        shape = (batch, kv_heads, slots, head_dim)
+        self.k = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.slots = slots
+        self.cur = 0
+        self.step_len = 0
+        self.offset = 0  # prefix length, reported as already-seen tokens
+
+    def update(self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: Any, **kw: Any):
+        T = key.shape[2]
+        self.k[layer_idx][:, :, self.cur:self.cur + T] = key
+        self.v[layer_idx][:, :, self.cur:self.cur + T] = value
+        end = self.cur + T
+        return self.k[layer_idx][:, :, :end], self.v[layer_idx][:, :, :end]
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.offset + self.cur
+
+    def get_mask_sizes(self, *args: Any, **kw: Any) -> tuple[int, int]:  # pragma: no cover - unused
+        return self.cur + self.step_len, 0
+
+
+def prefix_shared_attention(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+                            value: torch.Tensor, attention_mask: Any, scaling: float | None = None,
+                            dropout: float = 0.0, **kwargs: Any):
+    """Softmax attention over [shared prefix K/V (batch 1)] + [own slots], grouped-query aware.
+
+    The prefix is multiplied as one ``[Hkv, B*G*T, D] @ [Hkv, D, P]`` product, so its K/V
+    are read once per layer per step, not once per sequence.
+    """
+    B, H, T, D = query.shape
+    Hkv = key.shape[1]
+    G = H // Hkv
+    scale = scaling if scaling is not None else 1.0 / math.sqrt(D)
+    q = query.reshape(B, Hkv, G * T, D)
+    s_own = torch.matmul(q, key.transpose(-1, -2)).float() * scale  # [B, Hkv, GT, K]
+    mask = _CTX.mask
+    if mask is not None:
+        m = mask[:, :, None].expand(B, 1, G, T, mask.shape[-1]).reshape(B, 1, G * T, mask.shape[-1])
+        s_own = s_own.masked_fill(~m, torch.finfo(torch.float32).min)
+    prefix = _CTX.prefix[module.layer_idx] if _CTX.prefix else None
+    if prefix is None:
+        p = torch.softmax(s_own, dim=-1).to(value.dtype)
+        out = torch.matmul(p, value)
+    else:
+        pk, pv = prefix
+        qh = q.transpose(0, 1).reshape(Hkv, B * G * T, D)
+        s_pre = torch.bmm(qh, pk[0].transpose(-1, -2)).float() * scale  # [Hkv, BGT, P]
+        s_pre = s_pre.reshape(Hkv, B, G * T, -1).transpose(0, 1)  # [B, Hkv, GT, P]
+        P = s_pre.shape[-1]
+        p = torch.softmax(torch.cat([s_pre, s_own], dim=-1), dim=-1).to(value.dtype)
+        p_pre = p[..., :P].transpose(0, 1).reshape(Hkv, B * G * T, P)
+        out = torch.matmul(p[..., P:], value)
+        out = out + torch.bmm(p_pre, pv[0]).reshape(Hkv, B, G * T, D).transpose(0, 1)
+    out = out.reshape(B, Hkv, G, T, D).reshape(B, H, T, D).transpose(1, 2).contiguous()
+    return out, None
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+
+    # No mask function is registered on purpose: the model then builds no mask, and we
+    # also hand it our own 4D mask, which transformers passes through untouched.
+    AttentionInterface.register(ATTN_NAME, prefix_shared_attention)
+
+
+# ------------------------------------------------------------------------------- engine
+class _Seq:
+    """Decoding bookkeeping for one text in a batch."""
+
+    __slots__ = ("idx", "grammar", "state", "pending", "out_ids", "out_bytes", "done", "pos",
+                 "n_new", "phase", "analysis_ids", "forced_finish", "glued")
+
+    def __init__(self, idx: int, grammar: TextGrammar | None, pos: int, phase: str) -> None:
+        self.idx = idx
+        self.grammar = grammar
+        self.state: State | None = grammar.initial() if grammar is not None else None
+        self.pending: list[int] = []
+        self.out_ids: list[int] = []
+        self.out_bytes = b""
+        self.done = False
+        self.pos = pos
+        self.n_new = 0
+        self.phase = phase  # "analysis" | "json" | "free"
+        self.analysis_ids: list[int] = []
+        self.forced_finish: bytes | None = None
+        self.glued = 0  # bytes of JSON the model wrote inside its marker token
+
+
+class ExtractionEngine:
+    """Fast greedy extraction over many texts; see the module docstring for how.
+
+    ``render(text)`` must give the full prompt string for a text (same instruction prefix
+    for every text). ``constrained=False`` decodes plainly (for comparison); its output is
+    parsed with :func:`finextract.prompts.parse_output`. ``answer_marker``: free analysis
+    text first (at most ``analysis_max_tokens``), then the marker (forced if the model does
+    not write it), then the JSON. The model is put in eval mode and, when ``device``/
+    ``dtype`` are given or implied (bf16 on CUDA, fp32 on CPU), moved/cast in place.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, task: "Task | str", render: Callable[[str], str],
+                 constrained: bool = True, max_new_tokens: int = 256, batch_size: int = 64,
+                 answer_marker: str | None = None, device: Any = None, dtype: Any = None, *,
+                 jump_forward: bool = True, prefix_cache: bool = True, topk: int = 8,
+                 analysis_max_tokens: int | None = None, marker_suffix: str = "\n",
+                 json_separators: tuple[str, str] = (",", ":"), progress: bool = False) -> None:
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError("max_new_tokens and batch_size must be at least 1")
+        self.task = load_task(task)
+        self.tokenizer = tokenizer
+        self.render = render
+        self.constrained = constrained
+        self.max_new_tokens = max_new_tokens
+        self.batch_size = batch_size
+        self.answer_marker = answer_marker
+        self.jump_forward = jump_forward
+        self.prefix_cache = prefix_cache
+        self.topk = topk
+        self.analysis_max_tokens = analysis_max_tokens or max(16, max_new_tokens // 2)
+        self.marker_suffix = marker_suffix
+        self.progress = progress
+        if device is None:
+            device = next(model.parameters()).device
+        self.device = torch.device(device)
+        if dtype is None:
+            dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        self.dtype = dtype
+        self.model = model.to(device=self.device, dtype=dtype).eval()
+        cfg = model.config
+        self.n_layers = cfg.num_hidden_layers
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.vocab = TokenVocab.for_tokenizer(tokenizer)
+        self.shape = JsonShape(tuple(self.task.key_names), self.task.multi_valued, *json_separators)
+        eos = model.generation_config.eos_token_id if model.generation_config is not None else None
+        eos_ids = set(eos if isinstance(eos, list) else ([eos] if eos is not None else []))
+        if tokenizer.eos_token_id is not None:
+            eos_ids.add(tokenizer.eos_token_id)
+        self.eos_ids = eos_ids
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else next(iter(eos_ids), 0)
+        self._prefix_ids: list[int] | None = None
+        self._prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._marker_ids = (self.vocab.forced_tokens((answer_marker + marker_suffix).encode("utf-8"))
+                            if answer_marker else [])
+        self._special_mask: torch.Tensor | None = None
+        _register_attention()
+
+    # ------------------------------------------------------------------ prefix
+    def _encode(self, prompt: str) -> list[int]:
+        return self.tokenizer.encode(prompt, add_special_tokens=False)
+
+    def _shared_prefix(self) -> list[int]:
+        """Token prefix common to the prompts of two unrelated texts (template-agnostic)."""
+        if self._prefix_ids is None:
+            a, b = self._encode(self.render("0")), self._encode(self.render("Zq, 9."))
+            n = 0
+            while n < min(len(a), len(b)) and a[n] == b[n]:
+                n += 1
+            self._prefix_ids = a[:n]
+        return self._prefix_ids
+
+    def _forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: SlotCache, mask: torch.Tensor,
+                 prefix: list | None) -> torch.Tensor:
+        """One model call on ``ids`` [B, T]; returns last-layer logits [B, T, V] (float)."""
+        cfg = self.model.config
+        old = cfg._attn_implementation
+        _CTX.prefix, _CTX.mask = prefix, mask
+        cache.step_len = ids.shape[1]
+        try:
+            cfg._attn_implementation = ATTN_NAME
+            out = self.model(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True,
+                             attention_mask=mask)
+        finally:
+            cfg._attn_implementation = old
+            _CTX.prefix, _CTX.mask = None, None
+        return out.logits
+
+    @torch.inference_mode()
+    def _ensure_prefix_kv(self, n: int) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        if n == 0:
+            return None
+        if self._prefix_kv is None or self._prefix_kv[0][0].shape[2] < n:
+            ids = torch.tensor([self._shared_prefix()], device=self.device)
+            L = ids.shape[1]
+            cache = SlotCache(self.n_layers, 1, self.kv_heads, self.head_dim, L, self.dtype, self.device)
+            causal = torch.ones(L, L, dtype=torch.bool, device=self.device).tril()[None, None]
+            self._forward(ids, torch.arange(L, device=self.device)[None], cache, causal, None)
+            self._prefix_kv = [(k, v) for k, v in zip(cache.k, cache.v)]
+        return [(k[:, :, :n], v[:, :, :n]) for k, v in self._prefix_kv]
+
+    # ------------------------------------------------------------------ public
+    def extract(self, texts: Sequence[str]) -> list[EngineResult]:
+        """Extract every text; results in input order."""
+        texts = list(texts)
+        if not texts:
+            return []
+        prompts = [self._encode(self.render(t)) for t in texts]
+        prefix = self._shared_prefix() if self.prefix_cache else []
+        P = len(prefix)
+        for ids in prompts:  # a text whose tokens merge into the prefix shortens the shared part
+            n = 0
+            while n < P and n < len(ids) - 1 and ids[n] == prefix[n]:
+                n += 1
+            P = n
+        order = sorted(range(len(texts)), key=lambda i: len(prompts[i]))
+        results: list[EngineResult | None] = [None] * len(texts)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        bar = None
+        if self.progress:
+            from rich.progress import Progress
+
+            bar = Progress(transient=True)
+            bar.start()
+            task_id = bar.add_task("extracting", total=len(texts))
+        try:
+            for batch in batches:
+                for i, res in zip(batch, self._run_batch([texts[i] for i in batch],
+                                                         [prompts[i][P:] for i in batch], P)):
+                    results[i] = res
+                if bar is not None:
+                    bar.advance(task_id, len(batch))
+        finally:
+            if bar is not None:
+                bar.stop()
+        return results  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ batch
+    @torch.inference_mode()
+    def _run_batch(self, texts: list[str], suffixes: list[list[int]], P: int) -> list[EngineResult]:
+        dev = self.device
+        B = len(texts)
+        S = max(len(s) for s in suffixes)
+        budget = self.max_new_tokens + (self.analysis_max_tokens + len(self._marker_ids) if self.answer_marker else 0)
+        slots = S + 2 * budget + 8
+        prefix_kv = self._ensure_prefix_kv(P)
+        cache = SlotCache(self.n_layers, B, self.kv_heads, self.head_dim, slots, self.dtype, dev)
+        cache.offset = P
+        valid = torch.zeros(B, slots, dtype=torch.bool, device=dev)
+        ids = torch.full((B, S), self.pad_id, dtype=torch.long)
+        pos = torch.full((B, S), P, dtype=torch.long)
+        for b, s in enumerate(suffixes):
+            ids[b, S - len(s):] = torch.tensor(s, dtype=torch.long)
+            pos[b, S - len(s):] = torch.arange(P, P + len(s))
+        lens = torch.tensor([len(s) for s in suffixes])
+        valid[:, :S] = (torch.arange(S)[None] >= (S - lens)[:, None]).to(dev)
+        seqs = []
+        for b, t in enumerate(texts):
+            g = TextGrammar(t, self.shape, self.vocab) if self.constrained else None
+            phase = "analysis" if self.answer_marker else ("json" if self.constrained else "free")
+            seqs.append(_Seq(b, g, P + len(suffixes[b]), phase))
+        # suffixes are left-padded: every row's last real token sits in the last column
+        logits = self._step(ids.to(dev), pos.to(dev), cache, valid, prefix_kv,
+                            torch.full((B,), S, dtype=torch.long, device=dev))
+        while True:
+            self._decide(seqs, logits, budget)
+            active = [s for s in seqs if not s.done]
+            if not active:
+                break
+            room = slots - cache.cur
+            if room <= 0:
+                for s in active:
+                    self._finish(s)
+                break
+            T = min(room, max(len(s.pending) for s in active))
+            ids = torch.full((B, T), self.pad_id, dtype=torch.long)
+            pos = torch.zeros((B, T), dtype=torch.long)
+            k = torch.zeros(B, dtype=torch.long)
+            for s in active:
+                feed = s.pending[:T]
+                s.pending = s.pending[T:]
+                n = len(feed)
+                ids[s.idx, :n] = torch.tensor(feed)
+                pos[s.idx, :] = torch.arange(s.pos, s.pos + T)
+                s.pos += n
+                k[s.idx] = n
+            valid[:, cache.cur:cache.cur + T] = (torch.arange(T)[None] < k[:, None]).to(dev)
+            logits = self._step(ids.to(dev), pos.to(dev), cache, valid, prefix_kv, k.to(dev))
+        return [self._result(s) for s in seqs]
+
+    def _step(self, ids: torch.Tensor, pos: torch.Tensor, cache: SlotCache, valid: torch.Tensor,
+              prefix_kv: list | None, n_real: torch.Tensor) -> torch.Tensor:
+        """Feed ``ids`` at the next slots; logits at each row's last real token, [B, V] float."""
+        T = ids.shape[1]
+        end = cache.cur + T
+        slot = torch.arange(end, device=ids.device)
+        causal = slot[None, :] <= (cache.cur + torch.arange(T, device=ids.device))[:, None]  # [T, end]
+        mask = valid[:, None, None, :end] & causal[None, None]
+        logits = self._forward(ids, pos, cache, mask, prefix_kv)
+        cache.cur = end
+        last = (n_real - 1).clamp(min=0)
+        return logits[torch.arange(ids.shape[0], device=ids.device), last].float()
+
+    # ------------------------------------------------------------------ choosing tokens
+    def _decide(self, seqs: list[_Seq], logits: torch.Tensor, budget: int) -> None:
+        """Pick each active sequence's next token(s) from the step's logits."""
+        need = [s for s in seqs if not s.done and not s.pending]
+        if not need:
+            return
+        if any(s.phase == "analysis" for s in need):
+            if self._special_mask is None:
+                m = torch.zeros(logits.shape[-1], dtype=torch.bool, device=logits.device)
+                for t in self.eos_ids | set(self.tokenizer.all_special_ids):
+                    if 0 <= t < m.numel():
+                        m[t] = True
+                self._special_mask = m
+        greedy = logits.argmax(-1).tolist()
+        top = None
+        if self.constrained:
+            top = torch.topk(logits, min(self.topk, logits.shape[-1]), dim=-1).indices.tolist()
+        fallback: list[_Seq] = []
+        for s in need:
+            if s.n_new >= budget or (s.phase == "json" and s.n_new - len(s.analysis_ids) >= self.max_new_tokens):
+                self._finish(s)
+                continue
+            if s.phase == "free":
+                self._push(s, [greedy[s.idx]])
+            elif s.phase == "analysis":
+                self._analysis_step(s, logits[s.idx])
+            else:
+                self._json_step(s, top[s.idx], fallback)  # type: ignore[index]
+        if fallback:
+            rows = torch.tensor([s.idx for s in fallback], device=logits.device)
+            allowed = [s.grammar.allowed(s.state) for s in fallback]  # type: ignore[union-attr]
+            width = max(len(a) for a in allowed)
+            idx = torch.zeros(len(fallback), width, dtype=torch.long)
+            ok = torch.zeros(len(fallback), width, dtype=torch.bool)
+            for r, a in enumerate(allowed):
+                idx[r, :len(a)] = torch.tensor(a, dtype=torch.long)
+                ok[r, :len(a)] = True
+            idx, ok = idx.to(logits.device), ok.to(logits.device)
+            vals = logits[rows[:, None], idx].masked_fill(~ok, float("-inf"))
+            best = idx.gather(1, vals.argmax(-1, keepdim=True)).squeeze(1).tolist()
+            for s, t in zip(fallback, best):
+                self._take(s, t)
+
+    def _push(self, s: _Seq, toks: list[int]) -> None:
+        """Queue ``toks`` to be fed next step; stop a free-running sequence at EOS."""
+        for t in toks:
+            s.n_new += 1
+            if s.phase == "free" and t in self.eos_ids:
+                s.done = True
+                return
+            s.out_ids.append(t)
+            s.pending.append(t)
+
+    def _analysis_step(self, s: _Seq, row: torch.Tensor) -> None:
+        """Free text until the marker appears (or the cap), then hand over to the JSON phase."""
+        t = int(row.masked_fill(self._special_mask, float("-inf")).argmax())  # type: ignore[arg-type]
+        s.analysis_ids.append(t)
+        self._push(s, [t])
+        marker, suffix = self.answer_marker or "", self.marker_suffix
+        text = self.tokenizer.decode(s.analysis_ids)
+        glued = b""
+        if marker in text:
+            rest = text.rsplit(marker, 1)[1]
+            if suffix.startswith(rest):
+                forced = suffix[len(rest):]
+            else:  # the model went on past the marker inside this token
+                forced = ""
+                glued = rest[len(suffix):].encode("utf-8") if rest.startswith(suffix) else rest.encode("utf-8")
+        elif len(s.analysis_ids) >= self.analysis_max_tokens:
+            forced = marker + suffix
+        else:
+            return
+        toks = self.vocab.forced_tokens(forced.encode("utf-8")) if forced else []
+        s.analysis_ids += toks
+        self._push(s, toks)
+        s.phase = "json" if self.constrained else "free"
+        if self.constrained:
+            if glued:
+                nxt = s.grammar.feed(s.state, glued)  # type: ignore[union-attr,arg-type]
+                if nxt is None:  # unusable continuation: end with the empty answer
+                    self._finish(s)
+                    return
+                s.state, s.out_bytes, s.glued = nxt, glued, len(glued)
+            self._advance_json(s)
+
+    def _json_step(self, s: _Seq, top: list[int], fallback: list[_Seq]) -> None:
+        g, st = s.grammar, s.state
+        assert g is not None and st is not None
+        if st.mode == "lit" and self.jump_forward:
+            self._advance_json(s)
+            return
+        for t in top:
+            if g.try_token(st, t) is not None:
+                self._take(s, t)
+                return
+        fallback.append(s)
+
+    def _take(self, s: _Seq, t: int) -> None:
+        s.state = s.grammar.try_token(s.state, t)  # type: ignore[union-attr,arg-type]
+        s.out_bytes += self.vocab.token_bytes[t] or b""
+        self._push(s, [t])
+        self._advance_json(s)
+
+    def _advance_json(self, s: _Seq) -> None:
+        """Jump-forward: queue a forced literal's tokens; mark the sequence done at the brace."""
+        st = s.state
+        assert st is not None
+        if st.mode == "lit" and self.jump_forward:
+            toks = self.vocab.forced_tokens(st.lit)
+            s.state = s.grammar.feed(st, st.lit)  # type: ignore[union-attr]
+            s.out_bytes += st.lit
+            self._push(s, toks)
+            st = s.state
+        if st is not None and st.mode == "done":
+            s.done = True
+            s.pending = []
+
+    def _finish(self, s: _Seq) -> None:
+        """Budget spent: close the JSON validly (constrained) or stop (free)."""
+        s.done = True
+        s.pending = []
+        if s.phase in ("json", "analysis") and self.constrained:
+            if s.phase == "analysis":
+                s.analysis_ids += list(self._marker_ids)
+            drop, tail = s.grammar.completion(s.state)  # type: ignore[union-attr,arg-type]
+            s.forced_finish = (s.out_bytes[:len(s.out_bytes) - drop] if drop else s.out_bytes) + tail
+
+    # ------------------------------------------------------------------ results
+    def _result(self, s: _Seq) -> EngineResult:
+        if not self.constrained:
+            raw = self.tokenizer.decode(s.out_ids, skip_special_tokens=True)
+            return EngineResult(raw, self._parse_free(raw), s.n_new)
+        body = s.forced_finish if s.forced_finish is not None else s.out_bytes
+        json_text = body.decode("utf-8", "surrogatepass")
+        parsed = self.task.normalize_output(json.loads(json_text))
+        if self.answer_marker:
+            head = self.tokenizer.decode(s.analysis_ids, skip_special_tokens=True)
+            raw = head + body[s.glued:].decode("utf-8", "surrogatepass")
+        else:
+            raw = json_text
+        return EngineResult(raw, parsed, s.n_new)
+
+    def _parse_free(self, raw: str) -> dict | None:
+        try:
+            from finextract.prompts import parse_output
+        except ImportError:  # pragma: no cover - prompts module absent
+            parse_output = None
+        if parse_output is not None:
+            return parse_output(self.task, raw)
+        text = raw.rsplit(self.answer_marker, 1)[1] if self.answer_marker and self.answer_marker in raw else raw
+        try:
+            return self.task.normalize_output(json.loads(text))
+        except ValueError:
+            return None
+
+
+__all__ = ["ExtractionEngine", "EngineResult", "SlotCache", "prefix_shared_attention"]
