@@ -61,7 +61,7 @@ def _case(pieces: list[Piece], rng: random.Random) -> list[Piece]:
 
 def _title(text: str) -> str:
     """Title case that leaves ``'S`` alone (``McClain's``, not ``Mcclain'S``) and keeps spacing."""
-    return re.sub(r"[A-Za-z]+(?:'[A-Za-z]+)?", lambda m: m.group(0).capitalize(), text)
+    return re.sub(r"\b[A-Za-z]+(?:'[A-Za-z]+)?", lambda m: m.group(0).capitalize(), text)
 
 
 def generate_one(rng: random.Random, scales: dict[str, float]) -> Record:

@@ -87,15 +87,20 @@ _FACILITATOR_SITES = {"SQ": ["squareup.com/receipts", "GOSQ.COM", "gosq.com", "S
 
 
 def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
-    foreign = "COUNTRY" in plan and "ZIP" not in plan and rng.random() < 0.45
+    # A country code mostly means a foreign acceptor; printed in the state slot when no state.
+    foreign = "COUNTRY" in plan and "ZIP" not in plan and rng.random() < (0.9 if "STATE" not in plan else 0.45)
     place = foreign_place(rng, "STATE" in plan) if foreign else us_place(rng)
     m = make_merchant(rng, place.city)
     name = m.name
     if m.domain_is_name and "WEBSITE" in plan:
         name = name.split(".")[0].split("/")[0] or "SHOP"
-    elif (not m.domain_is_name and m.domain and "WEBSITE" not in plan and m.kind in
-          ("online", "recurring", "software", "marketplace") and rng.random() < 0.3):
-        name = m.domain if rng.random() < 0.7 else m.domain.title()   # the domain is the only name: rule 3
+    elif (not m.domain_is_name and m.domain and "WEBSITE" not in plan and "/" not in m.domain and
+          (m.kind in ("online", "recurring", "software", "marketplace", "saas") or not m.is_brand)
+          and rng.random() < (0.35 if m.is_brand else 0.55)):
+        # The domain is the only name (rule 3): MERCHANT_NAME, and WEBSITE stays empty.
+        name = m.domain if rng.random() < 0.75 else m.domain.title()
+        if rng.random() < 0.2:
+            name += " " + rng.choice(["MEALS", "FLOWERS", "STORE", "SUBSCR", "ORDER", "SHOP", "BILLING"])
     if "INTERMEDIARY" in plan and m.is_brand and rng.random() < 0.7:
         # Facilitators front small sellers, not national chains: swap in a local business.
         name, _ = local_name(rng, place.city)
@@ -103,6 +108,11 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
     inter = intermediary(rng) if "INTERMEDIARY" in plan else ""
     if inter and m.own_prefix:
         name = name.split("*", 1)[-1].strip() or name
+    if family in ("network", "repeat_tail", "debit_date", "pos_wrapper") and rng.random() < 0.15:
+        # The network's name field is fixed width: what is printed is the name (LABELING.md).
+        width = rng.choice([16, 16, 18, 20, 22, 23, 25]) - len(inter)
+        if len(name) > width:
+            name = name[:width].rstrip(" -+/,*#.:(") or name
     dd = V.dynamic(rng, m.dd_style if m.dd_style != "none" else "generic") if "DYNAMIC_DESCRIPTOR" in plan else ""
     city = place.city
     if family in ("network", "repeat_tail", "debit_date", "pos_wrapper", "online", "fixed_width"):
@@ -187,7 +197,7 @@ def card_core(c: Ctx) -> list[Piece]:
     rng = c.rng
     loc, con = location(c), contact(c)
     sep = rng.choice([" ", " ", " ", "  ", "   "])
-    if rng.random() < 0.55:
+    if rng.random() < 0.65:
         return flat([head(c), con, loc], sep)
     return flat([head(c), loc, con], sep)
 
@@ -213,7 +223,9 @@ def fam_network(c: Ctx) -> list[Piece]:
 def fam_fixed_width(c: Ctx) -> list[Piece]:
     """ISO 8583 DE 43 style: name field (20-25) + city field (13) + state/country, then extras."""
     rng = c.rng
-    width = rng.choice([20, 22, 22, 23, 25])
+    width = rng.choice([20, 20, 22, 22, 23, 25])
+    if len(c.inter + c.name) < width and rng.random() < 0.35:
+        width = max(len(c.inter) + 6, len(c.inter + c.name) - rng.randint(0, 4))  # a full field glues to the city
     name_field = pad(flat([[P(c.inter, "INTERMEDIARY")] if c.inter else [], [P(c.name, "MERCHANT_NAME")]], ""), width)
     if not c.name[: max(0, width - len(c.inter))].strip():
         name_field = pad([P(c.name, "MERCHANT_NAME")], width)
@@ -237,7 +249,7 @@ def fam_fixed_width(c: Ctx) -> list[Piece]:
     if rng.random() < 0.2:
         tail.insert(rng.randint(0, len(tail)), P(V.digits(rng, 11)))
     pieces = name_field + city_field + flat([st, flat(tail)], " ") if st else name_field + city_field + flat(tail)
-    if rng.random() < 0.4:
+    if rng.random() < 0.7:
         pieces = collapse(pieces)
     return pieces
 
@@ -246,7 +258,7 @@ def _repeat(c: Ctx, core: list[Piece]) -> list[Piece]:
     rng = c.rng
     n = len(text_of(core))
     r = rng.random()
-    if r < 0.55 and n > 12:
+    if r < 0.6 and n > 12:
         first = truncate(core, rng.randint(max(8, n // 3), n - 1))
     elif r < 0.8:
         first = core
@@ -267,10 +279,26 @@ def fam_repeat_tail(c: Ctx) -> list[Piece]:
     return flat([core, " ".join(tail)])
 
 
+def _debit_core(c: Ctx) -> list[Piece]:
+    """NAME [extras] CITY(13)STATE: a 13-character city glues to its state (``...FRANCISCOCA``)."""
+    rng = c.rng
+    city = c.city[:13].rstrip() if c.city else ""
+    tail: list[Piece] = []
+    if city:
+        tail.append(P(city, "CITY"))
+    if c.state:
+        if city and len(city) < 13:
+            tail.append(P(" "))
+        tail.append(P(c.state, "STATE"))
+    extras = flat([[P(c.street, "STREET")] if c.street else [], contact(c)])
+    after = flat([[P(c.zip, "ZIP")] if c.zip else [], [P(c.country, "COUNTRY")] if c.country else []])
+    return flat([head(c), extras, tail, after])
+
+
 def fam_debit_date(c: Ctx) -> list[Piece]:
     rng = c.rng
     date = V.mmdd(rng)
-    core = card_core(c)
+    core = card_core(c) if rng.random() < 0.5 else _debit_core(c)
     n = len(text_of(core))
     if rng.random() < 0.7 and n > 12:
         first = truncate(core, rng.randint(max(8, n // 3), n - 1))
@@ -279,8 +307,12 @@ def fam_debit_date(c: Ctx) -> list[Piece]:
         pieces = flat([date, core])
     if rng.random() < 0.3:
         pieces = flat([pieces, V.card_suffix(rng)])
-    if rng.random() < 0.3:
-        pieces = flat([rng.choice(["Debit Card", "DBT Purchase", "POS Debit", "Visa Debit"]), pieces])
+    r = rng.random()
+    wrap = rng.choice(["Debit Card", "DBT Purchase", "POS Debit", "Visa Debit", "Debit Card Purchase", "POS"])
+    if r < 0.45:
+        pieces = flat([pieces, wrap])
+    elif r < 0.65:
+        pieces = flat([wrap, pieces])
     return pieces
 
 
@@ -313,6 +345,18 @@ _ENTRY = ["PAYROLL", "EXPENSE", "INVPMT", "SETL", "WEB PMTS", "HCCLAIMPMT", "BIL
           "VENDOR PMT", "PPD", "CCD", "DEBIT", "ONLINE PMT", "SUBSCRIPTN"]
 
 
+_RECEIVER_SUFFIX = ["Inc.", "INC", "LLC", "Co", "Corp", "Medical Co", "Labs", ".ai", ".io", "Technologies"]
+
+
+def _receiver(rng: random.Random) -> str:
+    """The receiving account holder (the statement owner): printed, but no key."""
+    name = local_name(rng, "")[0]
+    word = name.split()[0] if rng.random() < 0.5 else name
+    suffix = rng.choice(_RECEIVER_SUFFIX)
+    out = word + suffix if suffix.startswith(".") else f"{word} {suffix}"
+    return out.title() if rng.random() < 0.5 else out
+
+
 def fam_ach(c: Ctx) -> list[Piece]:
     """NACHA: company name (16), entry description (10), individual id (15), receiver (22)."""
     rng = c.rng
@@ -320,14 +364,17 @@ def fam_ach(c: Ctx) -> list[Piece]:
     company.append(P(c.name, "MERCHANT_NAME"))
     entry = rng.choice(_ENTRY)
     ident = [P(c.dd, "DYNAMIC_DESCRIPTOR")] if c.dd else []
-    receiver = local_name(rng, "")[0] if rng.random() < 0.5 else ""
+    receiver = _receiver(rng) if rng.random() < 0.6 else ""
     extras = flat([[P(c.phone, "PHONE")] if c.phone else [], [P(c.web, "WEBSITE")] if c.web else [], location(c)])
     style = rng.random()
     if style < 0.3:
         pieces = flat([flat(company, ""), entry, ident, extras, receiver])
+    elif style < 0.45:
+        first = flat([flat(company, ""), entry])
+        pieces = flat([first, first, ident, extras, receiver])
         if rng.random() < 0.4:
             pieces = flat([pieces, rng.choice(["ACH Debit", "ACH Credit", "ACH DEBIT", "ACH"])])
-    elif style < 0.45:
+    elif style < 0.55:
         pieces = flat([flat(company, ""), P("-" + entry)] if not ident else [flat(company, ""), "-" + entry, ident])
         pieces = flat([pieces, extras])
     elif style < 0.65:
@@ -339,6 +386,9 @@ def fam_ach(c: Ctx) -> list[Piece]:
                        f"DESC DATE:{V.digits(rng, 6)}", f"CO ENTRY DESCR:{entry}", "SEC:" + rng.choice(["CCD", "PPD"]),
                        f"TRACE#:{V.digits(rng, 15)}", flat([P("IND ID:"), *ident], "") if ident else None,
                        f"IND NAME:{receiver}" if receiver else None, extras])
+    elif style < 0.85:
+        pieces = flat([ident, flat(company, ""), extras, rng.choice(["Miscellaneous Debit", "ACH Debit", "Bill Pay",
+                                                                   "Online Payment", "Misc Debit", ""])])
     else:
         first = flat([flat(company, ""), entry])
         pieces = flat([first, first if rng.random() < 0.5 else truncate(first, rng.randint(5, len(text_of(first)))),
@@ -367,10 +417,11 @@ def fam_wire(c: Ctx) -> list[Piece]:
         if c.dd:
             parts.append(flat([P("OBI:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
     elif style < 0.8:
-        lead = truncate(name, rng.randint(10, 32)) if rng.random() < 0.5 else []
-        parts = [lead, "SENDER BNK:" + rng.choice(["CITIBANK", "BANK OF AMERICA", "BARCLAYS"]),
-                 f"SENDER ID:{V.digits(rng, 9)}", f"SENDER REF:{V.alnum(rng, 12)}",
-                 flat([P(f"{role} NAME:="), *name], ""), f"{role} ID:{V.digits(rng, 10)}"]
+        lead = truncate(name, 32) if rng.random() < 0.7 else []
+        parts = [lead, "SENDER BNK:=" + rng.choice(["CITIBANK NA", "BANK OF AMERICA", "BARCLAYS", "WELLS FARGO NA"]),
+                 f"SENDER ID:={V.digits(rng, 9)}", f"SENDER REF:={V.digits(rng, 14)}",
+                 f"{role} ID:={V.digits(rng, 10)}", flat([P(f"{role}:=" if rng.random() < 0.5 else f"{role} NAME:="),
+                                                          *name], "")]
         if addr:
             swift = []
             if c.street:
@@ -380,9 +431,14 @@ def fam_wire(c: Ctx) -> list[Piece]:
                 rest = rest[1:]
             if rest:
                 swift.append(flat([P("3/"), *rest], ""))
-            parts += swift
+            parts.append(flat(swift, " "))
         if c.dd:
             parts.append(flat([P("REF:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
+        parts.insert(rng.randint(1, len(parts)), f"INSTRUCTED AMOUNT:={rng.randint(100, 99999)}.{V.digits(rng, 2)} - USD")
+        if rng.random() < 0.7:  # Fedwire-style "FIELD:=value;" memo: fields joined by "; "
+            body = flat(parts[1:], "; ")
+            return flat([parts[0], body, [P(c.phone, "PHONE")] if c.phone else None,
+                         [P(c.web, "WEBSITE")] if c.web else None])
     else:
         parts = [name, rng.choice(["Deposit-Wired Funds", "WIRE TRANSFER", "Outgoing Wire", "INCOMING WIRE"]),
                  [P(c.dd, "DYNAMIC_DESCRIPTOR")] if c.dd else None, addr]

@@ -71,15 +71,21 @@ def phone(rng: random.Random, area_codes: tuple[str, ...] = (), toll_free: bool 
         return f"1{d}"
     if style < 0.89:
         return f"1-{a}-{b}-{c}"
-    if style < 0.92:
+    if style < 0.90:
         return f"{a} {b} {c}"
+    if style < 0.92:
+        return f"0{d}"
     if style < 0.96:
         return f"{rng.choice(TOLL_FREE)}-{rng.choice(_VANITY_WORDS)}"
     return f"{a}-{b}{c}"
 
 
 def foreign_phone(rng: random.Random) -> str:
-    return rng.choice(["+44", "+353", "+49", "+33", "+61", "0", "00353", "+65"]) + digits(rng, rng.randint(8, 10))
+    r = rng.random()
+    if r < 0.15:
+        return rng.choice(["13", "1300", "1800"]) + digits(rng, 4 if r < 0.08 else 6)  # Australian short numbers
+    return rng.choice(["+44", "+353", "+49", "+33", "+61", "0", "08", "00353", "+65", "353", "44"]) + \
+        digits(rng, rng.randint(8, 10))
 
 
 # ------------------------------------------------------------------------------ streets
@@ -182,8 +188,13 @@ def generic_dynamic(rng: random.Random) -> str:
         return rng.choice(["*INV-", "INV-", "#", "*"]) + digits(rng, rng.randint(3, 6))
     if r < 0.7:
         return rng.choice(["IT-", "ORD-", "PO", "TX"]) + digits(rng, rng.randint(6, 10))
-    if r < 0.85:
+    if r < 0.8:
         return digits(rng, rng.randint(6, 11))
+    if r < 0.87:
+        return rng.choice(["OPSNT", "RE", "TXN", "ORD", "PI", "CH"]) + "_" + alnum(rng, rng.randint(5, 10))
+    if r < 0.93:
+        return rng.choice(string.ascii_uppercase) * 1 + rng.choice(string.ascii_uppercase) + \
+            rng.choice(string.ascii_uppercase) + digits(rng, rng.randint(4, 7))
     return alnum(rng, rng.randint(6, 12), letters_first=True)
 
 
