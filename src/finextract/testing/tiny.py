@@ -139,14 +139,15 @@ def build_tiny_causal_lm(
     vocab_size: int = 1024,
     seed: int = 0,
     chat_template: str | None = None,
-    head_scale: float = 20.0,
+    head_scale: float = 5.0,
+    init_range: float = 0.1,
 ) -> Path:
     """A random-init ``LlamaForCausalLM``/``Qwen3ForCausalLM`` plus tokenizer saved in ``dir``.
 
     Loadable with ``AutoModelForCausalLM.from_pretrained(dir)`` and
     ``AutoTokenizer.from_pretrained(dir)``, exactly like a hub model. Returns ``dir``.
     """
-    key = ("lm", arch, hidden, layers, heads, kv_heads, intermediate, vocab_size, seed, chat_template, head_scale)
+    key = ("lm", arch, hidden, layers, heads, kv_heads, intermediate, vocab_size, seed, chat_template, head_scale, init_range)
     if key not in _CACHE:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
@@ -157,7 +158,7 @@ def build_tiny_causal_lm(
             vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
             num_key_value_heads=kv_heads, intermediate_size=intermediate or 2 * hidden,
             max_position_embeddings=2048, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-            pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+            pad_token_id=tok.pad_token_id, tie_word_embeddings=False, initializer_range=init_range,
         )
         if arch == "llama":
             cfg, cls = LlamaConfig(**common), LlamaForCausalLM

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from finextract.prompts import format_target, render_prompt
-from finextract.records import Record
-from finextract.tasks import Task
+if TYPE_CHECKING:  # kept import-light: the GPU benchmark loads this file with torch alone
+    from finextract.records import Record
+    from finextract.tasks import Task
 
 IGNORE = -100
 
@@ -31,8 +31,10 @@ class Example:
         return len(self.input_ids)
 
 
-def encode_example(tokenizer: Any, task: Task, record: Record, style: str, enable_thinking: bool | None,
+def encode_example(tokenizer: Any, task: "Task", record: "Record", style: str, enable_thinking: bool | None,
                    end_token_id: int, prompt_has_think: bool) -> Example:
+    from finextract.prompts import format_target, render_prompt
+
     prompt = render_prompt(tokenizer, task, style, record.text, enable_thinking)
     prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     target = format_target(task, record.values, style, enable_thinking, prompt_has_think)
@@ -40,7 +42,7 @@ def encode_example(tokenizer: Any, task: Task, record: Record, style: str, enabl
     return Example(prompt_ids + answer_ids, [IGNORE] * len(prompt_ids) + answer_ids)
 
 
-def encode_records(tokenizer: Any, task: Task, records: Sequence[Record], style: str,
+def encode_records(tokenizer: Any, task: "Task", records: Sequence["Record"], style: str,
                    enable_thinking: bool | None, end_token_id: int, prompt_has_think: bool,
                    max_length: int) -> list[Example]:
     """Encode all records; refuse (naming them) any that would be cut, which would drop the end token."""

@@ -210,6 +210,7 @@ class ExtractionEngine:
         self._marker_ids = (self.vocab.forced_tokens((answer_marker + marker_suffix).encode("utf-8"))
                             if answer_marker else [])
         self._special_mask: torch.Tensor | None = None
+        self.stats = {"forwards": 0, "slots": 0, "fallbacks": 0}  # counters for benchmarks
         _register_attention()
 
     # ------------------------------------------------------------------ prefix
@@ -227,7 +228,7 @@ class ExtractionEngine:
         return self._prefix_ids
 
     def _forward(self, ids: torch.Tensor, pos: torch.Tensor, cache: SlotCache, mask: torch.Tensor,
-                 prefix: list | None) -> torch.Tensor:
+                 prefix: list | None, keep: int = 0) -> torch.Tensor:
         """One model call on ``ids`` [B, T]; returns last-layer logits [B, T, V] (float)."""
         cfg = self.model.config
         old = cfg._attn_implementation
@@ -236,7 +237,7 @@ class ExtractionEngine:
         try:
             cfg._attn_implementation = ATTN_NAME
             out = self.model(input_ids=ids, position_ids=pos, past_key_values=cache, use_cache=True,
-                             attention_mask=mask)
+                             attention_mask=mask, logits_to_keep=keep)
         finally:
             cfg._attn_implementation = old
             _CTX.prefix, _CTX.mask = None, None
@@ -315,9 +316,7 @@ class ExtractionEngine:
             g = TextGrammar(t, self.shape, self.vocab) if self.constrained else None
             phase = "analysis" if self.answer_marker else ("json" if self.constrained else "free")
             seqs.append(_Seq(b, g, P + len(suffixes[b]), phase))
-        # suffixes are left-padded: every row's last real token sits in the last column
-        logits = self._step(ids.to(dev), pos.to(dev), cache, valid, prefix_kv,
-                            torch.full((B,), S, dtype=torch.long, device=dev))
+        logits = self._step(ids.to(dev), pos.to(dev), cache, valid, prefix_kv)
         while True:
             self._decide(seqs, logits, budget)
             active = [s for s in seqs if not s.done]
@@ -332,30 +331,37 @@ class ExtractionEngine:
             ids = torch.full((B, T), self.pad_id, dtype=torch.long)
             pos = torch.zeros((B, T), dtype=torch.long)
             k = torch.zeros(B, dtype=torch.long)
-            for s in active:
+            for s in active:  # right-align each row's tokens: its last real token is column T-1
                 feed = s.pending[:T]
                 s.pending = s.pending[T:]
                 n = len(feed)
-                ids[s.idx, :n] = torch.tensor(feed)
-                pos[s.idx, :] = torch.arange(s.pos, s.pos + T)
+                if n:
+                    ids[s.idx, T - n:] = torch.tensor(feed)
+                    pos[s.idx, T - n:] = torch.arange(s.pos, s.pos + n)
+                pos[s.idx, :T - n] = s.pos
                 s.pos += n
                 k[s.idx] = n
-            valid[:, cache.cur:cache.cur + T] = (torch.arange(T)[None] < k[:, None]).to(dev)
-            logits = self._step(ids.to(dev), pos.to(dev), cache, valid, prefix_kv, k.to(dev))
+            valid[:, cache.cur:cache.cur + T] = (torch.arange(T)[None] >= (T - k)[:, None]).to(dev)
+            logits = self._step(ids.to(dev), pos.to(dev), cache, valid, prefix_kv)
         return [self._result(s) for s in seqs]
 
     def _step(self, ids: torch.Tensor, pos: torch.Tensor, cache: SlotCache, valid: torch.Tensor,
-              prefix_kv: list | None, n_real: torch.Tensor) -> torch.Tensor:
-        """Feed ``ids`` at the next slots; logits at each row's last real token, [B, V] float."""
+              prefix_kv: list | None) -> torch.Tensor:
+        """Feed ``ids`` at the next slots; logits of the last column, [B, V] float.
+
+        Rows are left-padded (prefill) or right-aligned (decode), so every row's last real
+        token is the last column and the LM head runs on one position per row.
+        """
         T = ids.shape[1]
         end = cache.cur + T
         slot = torch.arange(end, device=ids.device)
         causal = slot[None, :] <= (cache.cur + torch.arange(T, device=ids.device))[:, None]  # [T, end]
         mask = valid[:, None, None, :end] & causal[None, None]
-        logits = self._forward(ids, pos, cache, mask, prefix_kv)
+        logits = self._forward(ids, pos, cache, mask, prefix_kv, keep=1)
         cache.cur = end
-        last = (n_real - 1).clamp(min=0)
-        return logits[torch.arange(ids.shape[0], device=ids.device), last].float()
+        self.stats["forwards"] += 1
+        self.stats["slots"] += T
+        return logits[:, -1].float()
 
     # ------------------------------------------------------------------ choosing tokens
     def _decide(self, seqs: list[_Seq], logits: torch.Tensor, budget: int) -> None:
@@ -370,22 +376,24 @@ class ExtractionEngine:
                     if 0 <= t < m.numel():
                         m[t] = True
                 self._special_mask = m
-        greedy = logits.argmax(-1).tolist()
-        top = None
+        greedy = top = None
         if self.constrained:
             top = torch.topk(logits, min(self.topk, logits.shape[-1]), dim=-1).indices.tolist()
+        else:
+            greedy = logits.argmax(-1).tolist()
         fallback: list[_Seq] = []
         for s in need:
             if s.n_new >= budget or (s.phase == "json" and s.n_new - len(s.analysis_ids) >= self.max_new_tokens):
                 self._finish(s)
                 continue
             if s.phase == "free":
-                self._push(s, [greedy[s.idx]])
+                self._push(s, [greedy[s.idx]])  # type: ignore[index]
             elif s.phase == "analysis":
                 self._analysis_step(s, logits[s.idx])
             else:
                 self._json_step(s, top[s.idx], fallback)  # type: ignore[index]
         if fallback:
+            self.stats["fallbacks"] += len(fallback)
             rows = torch.tensor([s.idx for s in fallback], device=logits.device)
             allowed = [s.grammar.allowed(s.state) for s in fallback]  # type: ignore[union-attr]
             width = max(len(a) for a in allowed)

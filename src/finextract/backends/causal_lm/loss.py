@@ -44,7 +44,7 @@ def _finish_logits(lm: Any, logits: torch.Tensor) -> torch.Tensor:
 
 def naive_loss(model: Any, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    logits = model(**inputs).logits.float()
+    logits = model(**inputs, use_cache=False).logits.float()
     labels = batch["labels"][:, 1:]
     loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), labels.reshape(-1),
                            ignore_index=IGNORE, reduction="sum")
@@ -60,7 +60,7 @@ def answer_only_loss(model: Any, batch: dict[str, torch.Tensor], chunk: int | No
     lm = _causal_lm(model)
     decoder = lm.get_decoder()
     inputs = {k: v for k, v in batch.items() if k != "labels"}
-    hidden = decoder(**inputs).last_hidden_state  # [B, T, H]
+    hidden = decoder(**inputs, use_cache=False).last_hidden_state  # [B, T, H]
     labels = batch["labels"][:, 1:]
     keep = labels != IGNORE
     h = hidden[:, :-1][keep]  # [N, H] - only positions that predict an answer token
