@@ -18,6 +18,9 @@
           prompt.style: [json-only, two-step, minimal]
           prompt.enable_thinking: [false, true]
           lora.rank: [8, 32]
+    models:                                      # optional: folders built before any run
+      tiny-llama: {fn: "finextract.testing.tiny:build_tiny_causal_lm", args: {arch: llama}}
+    # ... and a candidate uses it as  model.name_or_path: "{models.tiny-llama}"
     report:
       tiers: [{name: balanced, objective: throughput, max_f1_drop: 0.02}]
 """
@@ -68,6 +71,18 @@ class Candidate(BaseModel):
         return v
 
 
+class ModelBuild(BaseModel):
+    """A model folder the sweep builds before training (tiny test models, sliced encoders).
+
+    ``fn`` is ``package.module:function``, called as ``fn(DIR, **args)``; the folder is
+    ``OUTPUT_DIR/_models/NAME`` and any config string ``{models.NAME}`` is replaced by it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    fn: str = Field(pattern=r"^[\w.]+:\w+$")
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
 class ThroughputConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     texts: int = Field(256, ge=1, description="validation texts timed per run (cycled if fewer exist)")
@@ -90,6 +105,7 @@ class SweepConfig(BaseModel):
     name: str = "sweep"
     output_dir: Path = Path("runs/sweep")
     set: list[str] = Field(default_factory=list, description="overrides applied to every run (before candidate ones)")
+    models: dict[str, ModelBuild] = Field(default_factory=dict, description="model folders to build first")
     candidates: list[Candidate] = Field(min_length=1)
     throughput: ThroughputConfig = Field(default_factory=ThroughputConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)

@@ -46,6 +46,42 @@ def _base_dict(cand: Candidate, sweep_dir: Path | None) -> dict[str, Any]:
     return read_config_dict(path)
 
 
+def model_dir(sweep: SweepConfig, name: str) -> Path:
+    return Path(sweep.output_dir) / "_models" / name
+
+
+def _substitute(node: Any, sweep: SweepConfig) -> Any:
+    """Replace ``{models.NAME}`` in every string of a config dict by the built folder."""
+    if isinstance(node, dict):
+        return {k: _substitute(v, sweep) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, sweep) for v in node]
+    if isinstance(node, str) and "{models." in node:
+        for name in sweep.models:
+            node = node.replace("{models." + name + "}", str(model_dir(sweep, name)))
+        if "{models." in node:
+            raise ConfigError(f"{node!r}: unknown model placeholder; defined in 'models': {sorted(sweep.models)}")
+    return node
+
+
+def build_models(sweep: SweepConfig) -> None:
+    """Build every ``models`` entry whose folder is not complete yet (resumable like runs)."""
+    import importlib
+
+    for name, spec in sweep.models.items():
+        path = model_dir(sweep, name)
+        if (path / ".built").exists():
+            continue
+        mod, fn = spec.fn.split(":")
+        try:
+            builder = getattr(importlib.import_module(mod), fn)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"models.{name}: cannot import {spec.fn}: {exc}") from exc
+        path.mkdir(parents=True, exist_ok=True)
+        builder(path, **spec.args)
+        (path / ".built").write_text("ok", encoding="utf-8")
+
+
 def expand(sweep: SweepConfig, sweep_dir: Path | None = None) -> list[RunSpec]:
     """All runs of the sweep, in file order; each config validated by its backend."""
     from finextract.backends import get_backend
@@ -66,7 +102,7 @@ def expand(sweep: SweepConfig, sweep_dir: Path | None = None) -> list[RunSpec]:
             seen.add(name)
             overrides = [*sweep.set, *cand.set, *(f"{a}={json.dumps(v)}" for a, v in combo.items()),
                          f"output_dir={json.dumps(str(sweep.output_dir / name))}"]
-            data = apply_overrides(copy.deepcopy(base), overrides)
+            data = _substitute(apply_overrides(copy.deepcopy(base), overrides), sweep)
             backend = data.get("backend")
             try:
                 cls = get_backend(str(backend)).config_cls

@@ -27,7 +27,7 @@ from typing import Any
 
 from finextract.report.rows import collect_row, rich_table, write_table
 from finextract.sweep.config import SweepConfig
-from finextract.sweep.grid import RunSpec, expand
+from finextract.sweep.grid import RunSpec, build_models, expand
 
 log = logging.getLogger("finextract")
 
@@ -91,12 +91,23 @@ def run_one(spec: RunSpec, sweep: SweepConfig) -> dict[str, Any]:
     return row
 
 
+def _table_rows(specs: list[RunSpec], fresh: dict[str, dict[str, Any]], out: Path) -> list[dict[str, Any]]:
+    """Rows of every run of the sweep that has a run directory (not only this invocation's)."""
+    table = []
+    for s in specs:
+        if s.name in fresh:
+            table.append(fresh[s.name])
+        elif (Path(s.config["output_dir"]) / "config.yaml").exists():
+            table.append(collect_row(Path(s.config["output_dir"]), out))
+    return table
+
+
 def run_sweep(sweep: SweepConfig, sweep_dir: Path | None = None, only: list[str] | None = None,
               console: Any = None) -> list[dict[str, Any]]:
     """Run (or resume) every run of the sweep; return the results rows in sweep order."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    specs = expand(sweep, sweep_dir)
+    all_specs = specs = expand(sweep, sweep_dir)
     if only:
         specs = [s for s in specs if any(fnmatch.fnmatch(s.name, pat) for pat in only)]
         if not specs:
@@ -104,6 +115,9 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path | None = None, only: list[str]
     out = Path(sweep.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.resolved.json").write_text(sweep.model_dump_json(indent=2), encoding="utf-8")
+    if sweep.models:
+        log.info("building %d model folder(s) under %s", len(sweep.models), out / "_models")
+        build_models(sweep)
     rows: dict[str, dict[str, Any]] = {}
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=False) as progress:
@@ -112,7 +126,7 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path | None = None, only: list[str]
             progress.update(bar, description=f"{spec.name}")
             row = run_one(spec, sweep)
             rows[spec.name] = row
-            write_table([rows[s.name] for s in specs if s.name in rows], out)
+            write_table(_table_rows(all_specs, rows, out), out)
             verdict = ("skipped (DONE)" if row.get("skipped") else row["status"])
             f1 = "-" if row["f1"] is None else f"{row['f1']:.4f}"
             progress.console.print(f"{spec.name}: {verdict}, F1 {f1}" + (f" - {row['error']}" if row["error"] else ""))
