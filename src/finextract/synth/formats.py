@@ -21,13 +21,13 @@ OPTIONAL = ("INTERMEDIARY", "DYNAMIC_DESCRIPTOR", "STREET", "ZIP", "CITY", "STAT
 
 # family: (weight, base rates in OPTIONAL order)
 FAMILIES: dict[str, tuple[float, tuple[float, ...]]] = {
-    "network":     (0.22, (.40, .25, .45, .18, .60, .85, .15, .20, .06)),
+    "network":     (0.17, (.40, .25, .45, .18, .60, .85, .15, .20, .06)),
     "fixed_width": (0.12, (.25, .35, .10, .15, .90, .95, .15, .35, .03)),
-    "repeat_tail": (0.16, (.30, .25, .35, .10, .60, .85, .10, .20, .05)),
-    "debit_date":  (0.10, (.30, .20, .30, .10, .70, .90, .08, .15, .03)),
-    "pos_wrapper": (0.08, (.30, .20, .35, .10, .60, .85, .08, .15, .03)),
-    "online":      (0.12, (.25, .60, .15, .10, .20, .75, .25, .45, .25)),
-    "ach":         (0.09, (.03, .60, .05, .05, .05, .05, .03, .15, .05)),
+    "repeat_tail": (0.22, (.30, .25, .35, .10, .60, .85, .10, .20, .05)),
+    "debit_date":  (0.12, (.30, .20, .30, .10, .70, .90, .08, .15, .03)),
+    "pos_wrapper": (0.07, (.30, .20, .35, .10, .60, .85, .08, .15, .03)),
+    "online":      (0.11, (.25, .60, .15, .10, .20, .75, .25, .45, .25)),
+    "ach":         (0.08, (.03, .60, .05, .05, .05, .05, .03, .15, .05)),
     "wire":        (0.03, (.02, .30, .75, .55, .75, .55, .60, .05, .05)),
     "name_only":   (0.08, (.35, .20, .05, .03, .05, .05, .03, .05, .05)),
 }
@@ -108,7 +108,7 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
     inter = intermediary(rng) if "INTERMEDIARY" in plan else ""
     if inter and m.own_prefix:
         name = name.split("*", 1)[-1].strip() or name
-    if family in ("network", "repeat_tail", "debit_date", "pos_wrapper") and rng.random() < 0.15:
+    if family in ("network", "repeat_tail", "debit_date", "pos_wrapper") and rng.random() < 0.3:
         # The network's name field is fixed width: what is printed is the name (LABELING.md).
         width = rng.choice([16, 16, 18, 20, 22, 23, 25]) - len(inter)
         if len(name) > width:
@@ -230,7 +230,10 @@ def fam_fixed_width(c: Ctx) -> list[Piece]:
     if not c.name[: max(0, width - len(c.inter))].strip():
         name_field = pad([P(c.name, "MERCHANT_NAME")], width)
     city_slot = [P(c.city, "CITY")] if c.city else ([P(c.phone, "PHONE")] if c.phone and rng.random() < 0.4 else [])
+    if not city_slot and c.web and rng.random() < 0.5:
+        city_slot = [P(c.web, "WEBSITE")]   # a billing domain in the 13-character city field, cut there
     used_phone = bool(city_slot) and city_slot[0].key == "PHONE"
+    used_web = bool(city_slot) and city_slot[0].key == "WEBSITE"
     city_field = pad(city_slot, 13) if city_slot else [P(" " * rng.choice([1, 13]))]
     st = [P(c.state, "STATE")] if c.state else []
     tail: list = []
@@ -244,7 +247,7 @@ def fam_fixed_width(c: Ctx) -> list[Piece]:
         tail.append(P(c.zip, "ZIP"))
     if c.country:
         tail.append(P(c.country, "COUNTRY"))
-    if c.web:
+    if c.web and not used_web:
         tail.insert(rng.randint(0, len(tail)), P(c.web, "WEBSITE"))
     if rng.random() < 0.2:
         tail.insert(rng.randint(0, len(tail)), P(V.digits(rng, 11)))
@@ -284,13 +287,19 @@ def _debit_core(c: Ctx) -> list[Piece]:
     rng = c.rng
     city = c.city[:13].rstrip() if c.city else ""
     tail: list[Piece] = []
+    slot_key = ""
     if city:
         tail.append(P(city, "CITY"))
+    elif c.web and rng.random() < 0.5:
+        city, slot_key = c.web[:13], "WEBSITE"
+        tail.append(P(city.rstrip(" -+/,*#.:("), "WEBSITE"))
     if c.state:
         if city and len(city) < 13:
             tail.append(P(" "))
         tail.append(P(c.state, "STATE"))
-    extras = flat([[P(c.street, "STREET")] if c.street else [], contact(c)])
+    extras = flat([[P(c.street, "STREET")] if c.street else [],
+                   [P(c.phone, "PHONE")] if c.phone else [],
+                   [P(c.web, "WEBSITE")] if c.web and slot_key != "WEBSITE" else []])
     after = flat([[P(c.zip, "ZIP")] if c.zip else [], [P(c.country, "COUNTRY")] if c.country else []])
     return flat([head(c), extras, tail, after])
 
@@ -429,7 +438,16 @@ def fam_wire(c: Ctx) -> list[Piece]:
             rest = [p for p in addr if p.key not in ("STREET",)]
             while rest and rest[0].key is None:
                 rest = rest[1:]
-            if rest:
+            if c.country and rng.random() < 0.6:   # SWIFT MT103 line 3: country/postcode town
+                line = [P("3/"), P(c.country, "COUNTRY")]
+                if c.zip:
+                    line += [P("/"), P(c.zip, "ZIP")]
+                if c.city:
+                    line += [P(" " if c.zip else "/"), P(c.city, "CITY")]
+                if c.state:
+                    line += [P(" "), P(c.state, "STATE")]
+                swift.append(line)
+            elif rest:
                 swift.append(flat([P("3/"), *rest], ""))
             parts.append(flat(swift, " "))
         if c.dd:

@@ -153,8 +153,16 @@ def local_name(rng: random.Random, city: str) -> tuple[str, str]:
                            f"THE {sur} {rng.choice(_HOTEL)}"])
     else:
         name = f"{rng.choice([town, sur, adj])} {rng.choice(_PARK)}"
-    if rng.random() < 0.06 and cat in ("restaurant", "cafe", "service", "bar"):
-        name += " " + rng.choice([f"#{rng.randint(1, 40)}", f"{rng.randint(1, 9999):04d}", rng.choice(_DIRS2)])
+    r = rng.random()
+    if r < 0.08 and cat in ("restaurant", "cafe", "service", "bar", "hotel"):
+        # outlet ids and location qualifiers that are part of the store's name
+        name += " " + rng.choice([f"#{rng.randint(1, 40)}", f"{rng.randint(1, 9999):04d}", str(rng.randint(1, 12)),
+                                  rng.choice(_DIRS2), f"({rng.choice(_NOUN)[:3]}{rng.randint(100, 999)})"])
+    elif r < 0.16 and city and cat in ("restaurant", "cafe", "bar", "hotel", "service"):
+        name += " " + (city if rng.random() < 0.5 else city[: rng.randint(3, max(3, len(city)))]).rstrip()
+    elif r < 0.2:
+        name = rng.choice([f"1-800-{rng.choice(_NOUN)}", f"1 800 {rng.choice(_NOUN)}", f"{rng.randint(2, 99)} {name}",
+                           f"{V._ordinal(rng.randint(1, 40))} {rng.choice(_NOUN)} {rng.choice(_FOODPLACE)}"])
     return _cap(name, rng), cat
 
 

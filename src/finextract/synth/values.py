@@ -258,6 +258,7 @@ def bank_prefix(rng: random.Random, date: str) -> str:
         f"PURCHASE AUTHORIZED ON {date}", f"PURCHASE {date}", "POS DEB", "DEBIT PURCHASE -VISA", "CARD PURCHASE",
         f"Card Purchase {date}", "VISA DDA PUR", "POS WITHDRAWAL", "RECURRING PAYMENT", "PREAUTHORIZED DEBIT",
         f"Debit Card Purchase {date}", "PIN PURCHASE", "POINT OF SALE", "ONLINE PAYMENT", "Visa Check Card",
+        "PIN ATM", "Cashier Check Purchase", "POS PUR-", "DDA PURCHASE",
     ])
 
 
