@@ -54,7 +54,10 @@ def export_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, quantize: b
     fp32 = ckpt / FP32_NAME
     axes = {n: {0: "batch", 1: "seq"} for n in names}
     axes["logits"] = {0: "batch", 1: "seq"}
-    with torch.inference_mode():
+    import warnings
+
+    with torch.inference_mode(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about shape-dependent Python branches
         torch.onnx.export(Wrapped(model), tuple(enc[n] for n in names), str(fp32), input_names=names,
                           output_names=["logits"], dynamic_axes=axes, opset_version=opset, dynamo=False)
     out = {"fp32": fp32}
@@ -62,7 +65,13 @@ def export_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, quantize: b
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         int8 = ckpt / INT8_NAME
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # onnxruntime logs generic "run pre-processing" advice on the root logger
+        try:
+            quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
         out["int8"] = int8
     return out
 

@@ -52,13 +52,15 @@ def _values(task: Task, values: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return out
 
 
-def align_labels(text: str, offsets: Sequence[tuple[int, int]], values: dict[str, Any], task: Task) -> Alignment:
+def align_labels(text: str, offsets: Sequence[tuple[int, int]], values: dict[str, Any], task: Task,
+                 hints: dict[str, Any] | None = None) -> Alignment:
     """Label each token from the gold values.
 
     Single-valued keys label the first occurrence of their value, multi-valued keys every
-    occurrence of every value. Occurrences whose edges fall on token edges are preferred
+    occurrence of every value; longer values are placed first. Occurrences whose edges fall on token edges are preferred
     (``"MA"`` the state, not the ``ma`` inside ``MARKET``), and a span never takes a token
-    another span already holds. Special tokens (offset ``(0, 0)``) get :data:`IGNORE`.
+    another span already holds. ``hints`` (``{key: [start, end]}``, as the data generator
+    records them) win when they point at the value. Special tokens (offset ``(0, 0)``) get :data:`IGNORE`.
     """
     index = {name: i for i, name in enumerate(label_names(task))}
     labels = [IGNORE if s == e else 0 for s, e in offsets]
@@ -67,25 +69,30 @@ def align_labels(text: str, offsets: Sequence[tuple[int, int]], values: dict[str
     ends = {e for _, _, e in real}
     taken: set[int] = set()
     placed = missed = 0
-    for key, vals in _values(task, values):
-        for value in vals:
-            occ = find_all(text, value) or find_all(text, value.strip())
-            aligned = [o for o in occ if o[0] in starts and o[1] in ends]
-            candidates = aligned or occ  # unaligned only when nothing better exists
-            ok = False
-            for a, b in candidates:
-                toks = [i for i, s, e in real if s < b and e > a]
-                if not toks or taken.intersection(toks):
-                    continue
-                labels[toks[0]] = index[f"B-{key}"]
-                for i in toks[1:]:
-                    labels[i] = index[f"I-{key}"]
-                taken.update(toks)
-                ok = True
-                if not task.multi_valued:
-                    break
-            placed += ok
-            missed += not ok
+    # Longest values first: "Rs 113.80" claims its tokens before "Rs 113" could take a prefix of it.
+    pairs = sorted(((key, v) for key, vals in _values(task, values) for v in vals), key=lambda kv: -len(kv[1]))
+    for key, value in pairs:
+        occ = find_all(text, value) or find_all(text, value.strip())
+        aligned = [o for o in occ if o[0] in starts and o[1] in ends]
+        candidates = aligned or occ  # unaligned only when nothing better exists
+        hint = (hints or {}).get(key)
+        if (not task.multi_valued and isinstance(hint, (list, tuple)) and len(hint) == 2
+                and text[hint[0]:hint[1]] == value):
+            candidates = [tuple(hint)] + [c for c in candidates if c != tuple(hint)]
+        ok = False
+        for a, b in candidates:
+            toks = [i for i, s, e in real if s < b and e > a]
+            if not toks or taken.intersection(toks):
+                continue
+            labels[toks[0]] = index[f"B-{key}"]
+            for i in toks[1:]:
+                labels[i] = index[f"I-{key}"]
+            taken.update(toks)
+            ok = True
+            if not task.multi_valued:
+                break
+        placed += ok
+        missed += not ok
     return Alignment(labels, placed, missed)
 
 

@@ -50,7 +50,7 @@ def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length
         enc = tokenizer(texts[start:start + 512], truncation=True, max_length=max_length,
                         return_offsets_mapping=True)
         for j, rec in enumerate(records[start:start + 512]):
-            al = align_labels(rec.text, enc["offset_mapping"][j], rec.values, task)
+            al = align_labels(rec.text, enc["offset_mapping"][j], rec.values, task, rec.meta.get("spans"))
             placed += al.placed
             missed += al.missed
             feat = {k: enc[k][j] for k in enc if k != "offset_mapping"}
@@ -238,7 +238,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
             shutil.rmtree(path)
         save_model(model, tokenizer, path, task, cfg.model.lora)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(), "step": at}, path / "state.pt")
+                    "rng": _rng_state(), "step": at, "running_loss": list(running)}, path / "state.pt")
         mark_checkpoint_complete(path)
         evaluate(at)
         _prune(run, tc.keep_last)
@@ -248,9 +248,9 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
 
     model.train()
     started = time.time()
+    running: list[float] = list(state.get("running_loss", [])) if state else []  # losses since the last log row
     pbar = tqdm(total=total, initial=step, desc=f"train {run.root.name}", unit="step", disable=not tc.progress,
                 dynamic_ncols=True)
-    running = []
     try:
         while step < total:
             epoch, pos = divmod(step, spe)
@@ -271,7 +271,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
                 pbar.update(1)
                 if step % tc.log_every == 0 or step == total:
                     avg = float(np.mean(running))
-                    running = []
+                    running.clear()
                     run.log_train({"step": step, "epoch": step / spe, "loss": avg, "lr": scheduler.get_last_lr()[0]})
                     tracker.log_metrics({"train_loss": avg}, step=step)
                     pbar.set_postfix(loss=f"{avg:.4f}")

@@ -1,0 +1,158 @@
+"""``finextract quickstart``: generate merchant data, train the default encoder, score it, report.
+
+The one command a new user runs on a fresh machine: no GPU, no hub, no data of their own.
+Every flag maps to a field of the encoder run config written to the run directory, so the
+quickstart run can be re-run, resumed or changed with ``finextract train RUN/config.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+
+def repo_root() -> Path:
+    """The checkout holding ``src/finextract`` (editable installs), else the working directory."""
+    here = Path(__file__).resolve().parents[3]
+    return here if (here / "src" / "finextract").is_dir() else Path.cwd()
+
+
+def default_pilot_path() -> Path:
+    """``$FINEXTRACT_SHARED/data/merchant/pilot_memos.jsonl``, default ``../shared`` beside the repo."""
+    shared = Path(os.environ.get("FINEXTRACT_SHARED", repo_root().parent / "shared"))
+    return shared / "data" / "merchant" / "pilot_memos.jsonl"
+
+
+def markdown_table(report: Any) -> str:
+    """Per-key P/R/F1 as a Markdown table (the run report's twin of ``ScoreReport.rich_table``)."""
+    lines = ["| key | P | R | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for key, c in report.per_key.items():
+        if c.tp or c.fp or c.fn:
+            lines.append(f"| {key} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |")
+        else:
+            lines.append(f"| {key} | - | - | - | 0 |")
+    m = report.micro
+    lines.append(f"| **micro** | {m.precision:.3f} | {m.recall:.3f} | **{m.f1:.3f}** | {m.support} |")
+    lines.append(f"| macro | {report.macro_precision:.3f} | {report.macro_recall:.3f} | {report.macro_f1:.3f} | |")
+    return "\n".join(lines)
+
+
+def weakest_keys(report: Any, n: int = 3) -> list[tuple[str, float]]:
+    scored = [(k, c.f1) for k, c in report.per_key.items() if c.tp or c.fp or c.fn]
+    return sorted(scored, key=lambda kv: kv[1])[:n]
+
+
+def write_report(path: Path, cfg: Any, reports: dict[str, Any], timings: dict[str, float], extractor: Any) -> None:
+    parts = [
+        "# finextract quickstart",
+        "",
+        f"Encoder `{cfg.model.name_or_path}` fine-tuned on generated merchant descriptors "
+        f"({timings.get('train_records', 0)} training records, {cfg.train.epochs:g} epochs, "
+        f"max_length {cfg.model.max_length}).",
+        "",
+        "| stage | seconds |",
+        "|---|---:|",
+        *[f"| {k} | {v:.1f} |" for k, v in timings.items() if k != "train_records"],
+        "",
+    ]
+    for name, rep in reports.items():
+        weak = ", ".join(f"{k} ({f:.3f})" for k, f in weakest_keys(rep))
+        parts += [f"## {name} ({rep.n_records} records)", "", markdown_table(rep), "",
+                  f"Weakest keys: {weak or '-'}. Invalid outputs: {rep.n_invalid}.", ""]
+    parts += ["## Next", "", f"- `finextract predict {cfg.output_dir} \"SQ *SOME CAFE AUSTIN TX\"`",
+              f"- `finextract eval {cfg.output_dir} --data YOUR_LABELED.jsonl`",
+              f"- `finextract export-onnx {cfg.output_dir}` for the int8 ONNX Runtime path", ""]
+    path.write_text("\n".join(parts), encoding="utf-8")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("quickstart")
+    def quickstart_cmd(
+        out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="run directory (config: output_dir)"),
+        n: int = typer.Option(6000, "--n", min=20, help="generated descriptors (split 80/10/10 into train/validation/test)"),
+        epochs: float = typer.Option(2.0, "--epochs", min=0.01, help="training epochs (config: train.epochs)"),
+        max_length: int = typer.Option(64, "--max-length", min=8, help="sub-word tokens per descriptor (config: model.max_length)"),
+        batch_size: int = typer.Option(32, "--batch-size", min=1, help="config: train.batch_size"),
+        lr: float = typer.Option(1e-4, "--lr", help="encoder learning rate (config: train.learning_rate)"),
+        model: str | None = typer.Option(None, "--model", help="encoder folder or hub id (default: bundled MiniLM-L6)"),
+        seed: int = typer.Option(0, "--seed", help="seed for data generation and training"),
+        threads: int | None = typer.Option(None, "--threads", help="CPU threads (config: train.num_threads)"),
+        data: Path | None = typer.Option(None, "--data", help="use train/validation/test.jsonl from this folder instead of generating"),
+        pilot: Path | None = typer.Option(None, "--pilot", help="real labeled memos to score on "
+                                          "(default: $FINEXTRACT_SHARED/data/merchant/pilot_memos.jsonl, skipped if absent)"),
+        set_: list[str] = typer.Option([], "--set", "-s", help="override any config field, e.g. --set train.eval_every=100"),
+    ) -> None:
+        """Generate merchant data, train the default encoder on CPU, score it and write a report.
+
+        Scores the generated test split and, when present, the real pilot memos (never trained
+        on), prints the per-key tables and writes RUN/quickstart.md. Re-running on an unfinished
+        run directory resumes it.
+        """
+        from rich.console import Console
+
+        from finextract.backends.encoder import EncoderRunConfig, load, train
+        from finextract.cli import UserError
+        from finextract.config import apply_overrides
+        from finextract.records import read_records
+
+        console = Console()
+        timings: dict[str, Any] = {}
+        t0 = time.time()
+        if data is not None:
+            paths = {s: data / f"{s}.jsonl" for s in ("train", "validation", "test")}
+            missing = [str(p) for p in paths.values() if not p.exists()]
+            if missing:
+                raise UserError(f"--data {data}: missing {', '.join(missing)}")
+        else:
+            try:
+                from finextract.synth import write_splits
+            except ImportError as exc:
+                raise UserError("the data generator (finextract.synth) is not available in this build; "
+                                "pass --data DIR with train/validation/test.jsonl") from exc
+            with console.status(f"generating {n} merchant descriptors"):
+                paths = write_splits(out / "data", n=n, seed=seed)
+            timings["generate data"] = time.time() - t0
+            console.print(f"[green]data[/] {n} generated descriptors -> {out / 'data'}")
+
+        pilot_path = pilot or default_pilot_path()
+        if pilot is not None and not pilot.exists():
+            raise UserError(f"--pilot {pilot}: no such file")
+        raw: dict[str, Any] = {
+            "backend": "encoder", "task": "merchant", "output_dir": str(out), "seed": seed,
+            "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "test": str(paths["test"]),
+                     "eval_sets": {"pilot": str(pilot_path)} if pilot_path.exists() else {}},
+            "model": {"max_length": max_length, **({"name_or_path": model} if model else {})},
+            "train": {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "head_learning_rate": 1e-3,
+                      "eval_every": 100, "num_threads": threads},
+        }
+        apply_overrides(raw, list(set_))
+        try:
+            cfg = EncoderRunConfig.model_validate(raw)
+        except Exception as exc:  # pydantic ValidationError -> one readable message
+            raise UserError(f"invalid quickstart settings:\n{exc}") from exc
+        if not pilot_path.exists():
+            console.print(f"[yellow]pilot memos not found at {pilot_path}: scoring on generated test data only[/]")
+
+        t1 = time.time()
+        summary = train(cfg)
+        timings["train"] = time.time() - t1
+        timings["train_records"] = summary.get("train_records", 0)
+
+        t2 = time.time()
+        extractor = load(str(out), "best")
+        reports = {}
+        sets = {"generated test": cfg.data.test, **({"real pilot memos": pilot_path} if pilot_path.exists() else {})}
+        for name, path in sets.items():
+            records = read_records(path, extractor.task, skip_invalid=True)
+            report, _ = extractor.evaluate(records)
+            reports[name] = report
+            console.print(report.rich_table(title=f"{name}: {path}"))
+        timings["score"] = time.time() - t2
+        timings["total"] = time.time() - t0
+        report_path = out / "quickstart.md"
+        write_report(report_path, cfg, reports, timings, extractor)
+        console.print(f"[bold green]done[/] in {timings['total']:.0f}s: model {out}, report {report_path}")
