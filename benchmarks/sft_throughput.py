@@ -55,12 +55,21 @@ SHAPES = {
     "tiny": dict(arch="llama", hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
                  head_dim=16, intermediate_size=128, vocab_size=4096, tie_word_embeddings=False),
 }
-# name -> (loss mode, packing, records per micro-batch, lm_head chunk)
+# name -> (loss mode, packing, records per micro-batch, lm_head chunk, compile layers)
 VARIANTS = {
-    "naive-b4": ("naive", False, 4, None),
-    "answer-only-b4": ("answer-only", False, 4, None),
-    "answer-only-packed-b16": ("answer-only", True, 16, None),
-    "answer-only-packed-b32": ("answer-only", True, 32, None),
+    "naive-b4": ("naive", False, 4, None, False),
+    "answer-only-b4": ("answer-only", False, 4, None, False),
+    "answer-only-packed-b16": ("answer-only", True, 16, None, False),
+    "answer-only-b8": ("answer-only", False, 8, None, False),
+    "answer-only-b16": ("answer-only", False, 16, None, False),
+    "answer-only-b8-compiled": ("answer-only", False, 8, None, True),
+    "answer-only-b16-compiled": ("answer-only", False, 16, None, True),
+}
+DEFAULT_VARIANTS = {
+    "qwen3-0.6b": "naive-b4,answer-only-b4,answer-only-packed-b16,answer-only-b16,answer-only-b16-compiled",
+    "llama-3.2-1b": "naive-b4,answer-only-b4,answer-only-packed-b16,answer-only-b16,answer-only-b16-compiled",
+    "qwen3-4b": "naive-b4,answer-only-b4,answer-only-b8,answer-only-b8-compiled",
+    "tiny": "naive-b4,answer-only-b4,answer-only-packed-b16,answer-only-b8-compiled",
 }
 RECORDS, EPOCHS = 6125, 6
 REFERENCE = {"qwen3-0.6b": (17.3e3, 33), "llama-3.2-1b": (29.1e3, 20), "qwen3-4b": (9.4e3, 60)}
@@ -94,13 +103,17 @@ def make_examples(n: int, vocab: int, lo: int, hi: int, answer: int, seed: int =
 
 
 def run_variant(model, examples, variant, device, steps, warmup, max_length, amp_dtype) -> dict:
-    mode, packing, per_batch, chunk = VARIANTS[variant]
+    mode, packing, per_batch, chunk, compiled = VARIANTS[variant]
+    if compiled:
+        for layer in _loss._causal_lm(model).get_decoder().layers:
+            layer.compile()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=1e-4)
     batches = []
     for i in range(0, (steps + warmup) * per_batch, per_batch):
         exs = [examples[(i + j) % len(examples)] for j in range(per_batch)]
-        batches.append(collate_packed(exs, max_length, 0) if packing else collate_padded(exs, 0))
+        batches.append(collate_packed(exs, max_length, 0) if packing
+                       else collate_padded(exs, 0, 128 if compiled else None))
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -127,7 +140,7 @@ def run_variant(model, examples, variant, device, steps, warmup, max_length, amp
     rate = statistics.median(t / s for t, s in zip(tokens, times))
     peak = torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else float("nan")
     return {"variant": variant, "loss": mode, "packing": packing, "records_per_micro_batch": per_batch,
-            "tokens_per_s": rate, "peak_gib": peak, "step_s_median": statistics.median(times)}
+            "compiled": compiled, "tokens_per_s": rate, "peak_gib": peak, "step_s_median": statistics.median(times)}
 
 
 def prompt_tokens_estimate() -> dict:
@@ -151,7 +164,7 @@ def prompt_tokens_estimate() -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default="qwen3-0.6b,llama-3.2-1b,qwen3-4b")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=None, help=f"comma list of {list(VARIANTS)} (default: per shape)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--min-len", type=int, default=724)
@@ -173,12 +186,14 @@ def main() -> None:
         shape = SHAPES[shape_name]
         model = build(shape, device, dtype)
         examples = make_examples(256, shape["vocab_size"], args.min_len, args.max_len, args.answer)
-        for variant in args.variants.split(","):
+        for variant in (args.variants or DEFAULT_VARIANTS[shape_name]).split(","):
             try:
                 r = run_variant(model, examples, variant, device, args.steps, args.warmup, args.max_length, dtype)
             except torch.OutOfMemoryError:
                 r = {"variant": variant, "error": "out of memory"}
                 torch.cuda.empty_cache()
+            except Exception as exc:  # a failing variant (e.g. compile) must not lose the others
+                r = {"variant": variant, "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
             r["shape"] = shape_name
             if "tokens_per_s" in r:
                 r["minutes_per_run"] = EPOCHS * RECORDS * mean_len / r["tokens_per_s"] / 60

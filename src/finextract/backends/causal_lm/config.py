@@ -53,7 +53,8 @@ class TrainSection(BaseModel):
     packing: bool = Field(False, description="pack records into rows of max_length (padding-free, per-sequence positions)")
     group_by_length: bool = Field(False, description="batch records of similar length (less padding)")
     gradient_checkpointing: bool = False
-    torch_compile: bool = False
+    torch_compile: bool = Field(False, description="compile each decoder layer (cuts kernel-launch overhead)")
+    pad_to_multiple: int | None = Field(None, description="round padded batch width up to a multiple (fewer shapes to compile)")
 
 
 class DecodingSection(BaseModel):

@@ -58,9 +58,14 @@ def encode_records(tokenizer: Any, task: "Task", records: Sequence["Record"], st
     return examples
 
 
-def collate_padded(examples: Sequence[Example], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch (training only; generation pads left)."""
+def collate_padded(examples: Sequence[Example], pad_id: int, multiple: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-padded batch (training only; generation pads left).
+
+    ``multiple`` rounds the width up (e.g. 128) so a compiled model sees few distinct shapes.
+    """
     width = max(len(e) for e in examples)
+    if multiple:
+        width = -(-width // multiple) * multiple
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(examples), width), dtype=torch.long)

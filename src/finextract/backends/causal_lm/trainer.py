@@ -54,6 +54,17 @@ class LossModule(nn.Module):
         return compute_loss(self.model, batch, self.mode, self.chunk)[0]
 
 
+def compile_layers(model: Any) -> int:
+    """``torch.compile`` each decoder layer: identical layers share one compiled graph, so
+    compile time stays that of one block while most per-kernel launch overhead goes."""
+    from finextract.backends.causal_lm.loss import _causal_lm
+
+    layers = getattr(_causal_lm(model).get_decoder(), "layers", [])
+    for layer in layers:
+        layer.compile()
+    return len(layers)
+
+
 # ------------------------------------------------------------------------ distributed
 def _dist_info() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -97,7 +108,7 @@ def make_batch(examples: list[Example], idx: list[int], cfg: CausalRunConfig, pa
     exs = [examples[i] for i in idx]
     if cfg.train.packing:
         return collate_packed(exs, cfg.train.max_length, pad_id)
-    return collate_padded(exs, pad_id)
+    return collate_padded(exs, pad_id, cfg.train.pad_to_multiple)
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -216,7 +227,7 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
 
     loss_module: nn.Module = LossModule(model, cfg.train.loss, cfg.train.ce_chunk)
     if cfg.train.torch_compile:
-        model.get_base_model().model.compile(dynamic=True)
+        compile_layers(model)
     if world > 1:
         loss_module = nn.parallel.DistributedDataParallel(
             loss_module, device_ids=[device.index] if device.type == "cuda" else None)
