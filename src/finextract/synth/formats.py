@@ -22,7 +22,7 @@ OPTIONAL = ("INTERMEDIARY", "DYNAMIC_DESCRIPTOR", "STREET", "ZIP", "CITY", "STAT
 # family: (weight, base rates in OPTIONAL order)
 FAMILIES: dict[str, tuple[float, tuple[float, ...]]] = {
     "network":     (0.17, (.40, .25, .45, .18, .60, .85, .15, .20, .06)),
-    "fixed_width": (0.12, (.25, .35, .10, .15, .90, .95, .15, .35, .03)),
+    "fixed_width": (0.12, (.25, .55, .10, .15, .90, .95, .15, .35, .03)),
     "repeat_tail": (0.22, (.30, .25, .35, .10, .60, .85, .10, .20, .05)),
     "debit_date":  (0.12, (.30, .20, .30, .10, .70, .90, .08, .15, .03)),
     "pos_wrapper": (0.07, (.30, .20, .35, .10, .60, .85, .08, .15, .03)),
@@ -147,13 +147,13 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
 
 
 # ------------------------------------------------------------------ building blocks
-def head(c: Ctx) -> list[Piece]:
+def head(c: Ctx, with_dd: bool = True) -> list[Piece]:
     """[INTERMEDIARY]NAME[DYNAMIC] as the merchant's own descriptor prints them."""
     out = []
     if c.inter:
         out.append(P(c.inter, "INTERMEDIARY"))
     out.append(P(c.name, "MERCHANT_NAME"))
-    if c.dd:
+    if c.dd and with_dd:
         glue = "" if c.dd[0] in "*#-" and c.rng.random() < 0.6 else c.rng.choice([" ", " ", "  "])
         out += [P(glue), P(c.dd, "DYNAMIC_DESCRIPTOR")]
     return out
@@ -197,6 +197,10 @@ def card_core(c: Ctx) -> list[Piece]:
     rng = c.rng
     loc, con = location(c), contact(c)
     sep = rng.choice([" ", " ", " ", "  ", "   "])
+    if c.dd and loc and rng.random() < 0.25:
+        # receipt style (Square and other POS): NAME CITY ST CODE receipt-site
+        code = P(c.dd.lstrip("*#-") if rng.random() < 0.6 else c.dd, "DYNAMIC_DESCRIPTOR")
+        return flat([head(c, with_dd=False), loc, [code], con], sep)
     if rng.random() < 0.65:
         return flat([head(c), con, loc], sep)
     return flat([head(c), loc, con], sep)
@@ -238,7 +242,8 @@ def fam_fixed_width(c: Ctx) -> list[Piece]:
     st = [P(c.state, "STATE")] if c.state else []
     tail: list = []
     if c.dd:
-        tail.append(P(c.dd, "DYNAMIC_DESCRIPTOR"))
+        ref = c.dd if rng.random() < 0.4 else V.ref_slot(rng)   # the acceptor's reference slot
+        tail.append(P(ref, "DYNAMIC_DESCRIPTOR"))
     if c.phone and not used_phone:
         tail.append(P(c.phone, "PHONE"))
     if c.street:
@@ -249,7 +254,7 @@ def fam_fixed_width(c: Ctx) -> list[Piece]:
         tail.append(P(c.country, "COUNTRY"))
     if c.web and not used_web:
         tail.insert(rng.randint(0, len(tail)), P(c.web, "WEBSITE"))
-    if rng.random() < 0.2:
+    if rng.random() < 0.08:
         tail.insert(rng.randint(0, len(tail)), P(V.digits(rng, 11)))
     pieces = name_field + city_field + flat([st, flat(tail)], " ") if st else name_field + city_field + flat(tail)
     if rng.random() < 0.7:
@@ -372,7 +377,8 @@ def fam_ach(c: Ctx) -> list[Piece]:
     company = [P(c.inter, "INTERMEDIARY")] if c.inter else []
     company.append(P(c.name, "MERCHANT_NAME"))
     entry = rng.choice(_ENTRY)
-    ident = [P(c.dd, "DYNAMIC_DESCRIPTOR")] if c.dd else []
+    dd = c.dd if rng.random() < 0.3 else V.ach_id(rng)
+    ident = [P(dd, "DYNAMIC_DESCRIPTOR")] if c.dd else []
     receiver = _receiver(rng) if rng.random() < 0.6 else ""
     extras = flat([[P(c.phone, "PHONE")] if c.phone else [], [P(c.web, "WEBSITE")] if c.web else [], location(c)])
     style = rng.random()
@@ -416,6 +422,11 @@ def fam_wire(c: Ctx) -> list[Piece]:
     parts: list = []
     style = rng.random()
     date = V.digits(rng, 6)
+    holder_role = "ORG" if out_going else "BNF"
+    holder = [f"{holder_role}:={_receiver(rng).upper()}"]
+    if rng.random() < 0.6:  # the account holder's own address: printed, never labeled
+        hp = us_place(rng)
+        holder.append(f"{holder_role} ADDRESS:={V.street(rng)} {hp.city}, {hp.state} {hp.zip}")
     if style < 0.5:
         parts = [f"WIRE TYPE:WIRE {'OUT' if out_going else 'IN'} DATE:{date} TIME:{rng.randint(0, 2359):04d} ET",
                  f"TRN:{V.digits(rng, 16)}", f"SERVICE REF:{V.digits(rng, 6)}",
@@ -452,6 +463,8 @@ def fam_wire(c: Ctx) -> list[Piece]:
             parts.append(flat(swift, " "))
         if c.dd:
             parts.append(flat([P("REF:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
+        for h in holder:
+            parts.insert(rng.randint(1, len(parts)), h)
         parts.insert(rng.randint(1, len(parts)), f"INSTRUCTED AMOUNT:={rng.randint(100, 99999)}.{V.digits(rng, 2)} - USD")
         if rng.random() < 0.7:  # Fedwire-style "FIELD:=value;" memo: fields joined by "; "
             body = flat(parts[1:], "; ")

@@ -198,6 +198,30 @@ def generic_dynamic(rng: random.Random) -> str:
     return alnum(rng, rng.randint(6, 12), letters_first=True)
 
 
+def ref_slot(rng: random.Random) -> str:
+    """The reference slot after city/state on fixed-width acceptor lines."""
+    r = rng.random()
+    if r < 0.6:
+        return digits(rng, rng.choice([8, 8, 9, 11, 11, 10]))
+    if r < 0.75:
+        return "000" + digits(rng, rng.randint(5, 8))
+    if r < 0.9:
+        return alnum(rng, rng.randint(6, 9), letters_first=True)
+    return rng.choice(["OPSNT", "RE", "CH", "TX"]) + "_" + alnum(rng, rng.randint(5, 9))
+
+
+def ach_id(rng: random.Random) -> str:
+    """NACHA individual-id / reference slot (15 characters at most)."""
+    r = rng.random()
+    if r < 0.55:
+        return digits(rng, rng.randint(6, 10))
+    if r < 0.75:
+        return "0" + alnum(rng, 14)
+    if r < 0.85:
+        return rng.choice(["INV ", "INV", "PO ", "-"]) + digits(rng, rng.randint(4, 8))
+    return alnum(rng, rng.randint(8, 12), letters_first=True)
+
+
 def store_number(rng: random.Random, style: str) -> str:
     """Store/outlet numbers stay in MERCHANT_NAME (LABELING.md rule 5)."""
     n = rng.randint(1, 9999)
