@@ -29,6 +29,8 @@ class EncoderModelConfig(BaseModel):
                               description="encoder to fine-tune: a local folder or a hub id (default: bundled MiniLM-L6)")
     max_length: int = Field(64, ge=8, le=4096, description="sub-word tokens per text; longer texts are truncated")
     tagging: Literal["bio"] = Field("bio", description="span tagging scheme over sub-word tokens")
+    case_features: bool = Field(True, description="add a learned embedding of each token's original capitalisation "
+                                "(uncased encoders otherwise cannot see it)")
     dropout: float | None = Field(None, ge=0, le=0.9, description="override the encoder's hidden dropout")
     lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights")
     lora_rank: int = Field(16, ge=1)

@@ -4,6 +4,7 @@ A checkpoint folder holds everything inference needs, so it can be copied alone:
 
     step-N/model/        save_pretrained weights + tokenizer (full fine-tuning)
     step-N/adapter/      peft adapter + tagging head (LoRA); the base comes from model.name_or_path
+    step-N/case.safetensors  capitalisation embedding (when model.case_features)
     step-N/labels.json   label names in id order
     step-N/state.pt      optimizer, scheduler, RNG states, step (resume only)
     step-N/model.onnx, model.int8.onnx   after ``finextract export-onnx``
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from finextract.backends.encoder.config import EncoderRunConfig
-from finextract.backends.encoder.tagging import decode, label_names, softmax
+from finextract.backends.encoder.tagging import N_CASE_IDS, case_ids, decode, label_names, softmax
 from finextract.extractor import Extractor, Prediction
 from finextract.tasks import Task
 
@@ -99,17 +100,52 @@ def wrap_lora(model: Any, cfg: EncoderRunConfig):
     return get_peft_model(model, lcfg)
 
 
-def save_model(model: Any, tokenizer: Any, path: Path, task: Task, lora: bool) -> None:
+def make_tagger(model: Any, case_features: bool):
+    """Wrap the HF model with the optional capitalisation embedding into one ``nn.Module``.
+
+    The embedding starts at zero, so step 0 is exactly the pretrained encoder; it is added to
+    the word embeddings (``inputs_embeds``), which every HF encoder accepts, so any
+    architecture and LoRA keep working and ONNX export sees one plain graph.
+    """
+    import torch
+
+    class Tagger(torch.nn.Module):
+        def __init__(self, inner: Any, case: Any):
+            super().__init__()
+            self.model = inner
+            self.case = case
+
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None, case_ids=None, labels=None):
+            kw = {"attention_mask": attention_mask, "labels": labels}
+            if token_type_ids is not None:
+                kw["token_type_ids"] = token_type_ids
+            if self.case is None:
+                return self.model(input_ids=input_ids, **kw)
+            embeds = self.model.get_input_embeddings()(input_ids) + self.case(case_ids)
+            return self.model(inputs_embeds=embeds, **kw)
+
+    case = None
+    if case_features:
+        case = torch.nn.Embedding(N_CASE_IDS, model.config.hidden_size)
+        torch.nn.init.zeros_(case.weight)
+    return Tagger(model, case)
+
+
+def save_model(tagger: Any, tokenizer: Any, path: Path, task: Task, lora: bool) -> None:
     quiet_transformers()
     path.mkdir(parents=True, exist_ok=True)
     sub = path / ("adapter" if lora else "model")
-    model.save_pretrained(sub)
+    tagger.model.save_pretrained(sub)
     tokenizer.save_pretrained(sub)
+    if tagger.case is not None:
+        from safetensors.torch import save_file
+
+        save_file({"weight": tagger.case.weight.detach().cpu().contiguous()}, str(path / "case.safetensors"))
     (path / "labels.json").write_text(json.dumps(label_names(task)), encoding="utf-8")
 
 
 def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, trainable: bool = False):
-    """The model saved in ``ckpt``; LoRA adapters are merged for inference unless ``trainable``."""
+    """The tagger saved in ``ckpt`` and its tokenizer; LoRA adapters are merged unless ``trainable``."""
     labels_file = ckpt / "labels.json"
     if not labels_file.exists():
         raise FileNotFoundError(f"{ckpt}: not an encoder checkpoint (no labels.json)")
@@ -129,7 +165,13 @@ def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, tr
     else:
         model = AutoModelForTokenClassification.from_pretrained(ckpt / "model", local_files_only=True)
         tok = load_tokenizer(str(ckpt / "model"))
-    return model, tok
+    case_file = ckpt / "case.safetensors"
+    tagger = make_tagger(model, case_file.exists())
+    if case_file.exists():
+        from safetensors.torch import load_file
+
+        tagger.case.load_state_dict(load_file(str(case_file)))
+    return tagger, tok
 
 
 def torch_forward(model: Any, device: str = "cpu") -> Forward:
@@ -138,7 +180,7 @@ def torch_forward(model: Any, device: str = "cpu") -> Forward:
     def forward(batch: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
             inputs = {k: torch.from_numpy(v).to(device) for k, v in batch.items()}
-            return model(**inputs).logits.float().cpu().numpy()
+            return model(**inputs).logits.float().cpu().numpy()  # model: a Tagger
 
     return forward
 
@@ -151,7 +193,8 @@ class EncoderExtractor(Extractor):
     """
 
     def __init__(self, forward: Forward, tokenizer: Any, task: Task, max_length: int,
-                 batch_size: int = 64, input_names: Sequence[str] | None = None, info: dict[str, Any] | None = None):
+                 batch_size: int = 64, input_names: Sequence[str] | None = None, info: dict[str, Any] | None = None,
+                 case_features: bool = False):
         self.forward = forward
         self.tokenizer = tokenizer
         self.task = task
@@ -159,12 +202,15 @@ class EncoderExtractor(Extractor):
         self.batch_size = batch_size
         self.input_names = list(input_names) if input_names else None
         self.info = info or {}
+        self.case_features = case_features
 
     def _encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
                              return_offsets_mapping=True, return_tensors="np")
         offsets = [[(int(s), int(e)) for s, e in row] for row in enc.pop("offset_mapping")]
         batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+        if self.case_features:
+            batch["case_ids"] = np.asarray([case_ids(t, o) for t, o in zip(texts, offsets)], dtype=np.int64)
         if self.input_names is not None:
             batch = {k: v for k, v in batch.items() if k in self.input_names}
         return batch, offsets
@@ -217,7 +263,8 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
 
     if num_threads:
         torch.set_num_threads(num_threads)
-    model, tok = load_model_from_checkpoint(ckpt, cfg, task)
-    model.to(device).eval()
-    return EncoderExtractor(torch_forward(model, device), tok, task, cfg.model.max_length, bs,
-                            info={"checkpoint": str(ckpt), "runtime": "torch", "parameters": count_parameters(model)})
+    tagger, tok = load_model_from_checkpoint(ckpt, cfg, task)
+    tagger.to(device).eval()
+    return EncoderExtractor(torch_forward(tagger, device), tok, task, cfg.model.max_length, bs,
+                            info={"checkpoint": str(ckpt), "runtime": "torch", "parameters": count_parameters(tagger)},
+                            case_features=tagger.case is not None)

@@ -160,3 +160,37 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(-1, keepdims=True)
     ez = np.exp(z)
     return ez / ez.sum(-1, keepdims=True)
+
+
+N_CASE_IDS = 16
+
+
+def _shape(piece: str) -> int:
+    letters = [c for c in piece if c.isalpha()]
+    if letters:
+        if all(c.islower() for c in letters):
+            return 1
+        if all(c.isupper() for c in letters):
+            return 2 if len(letters) > 1 else 3
+        return 3 if piece[:1].isupper() and all(c.islower() for c in letters[1:]) else 4
+    if piece.isdigit():
+        return 5
+    return 6 if piece.isascii() else 7
+
+
+def case_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """A small id per token describing the *original* characters the uncased tokenizer hides.
+
+    Why: an uncased encoder cannot tell "Apple" (a company) from "apple", nor "US" from
+    "us"; capitalisation is the strongest single cue for names. Ids: 0 special/padding;
+    1 lower, 2 UPPER, 3 Title, 4 MiXed, 5 digits, 6 punctuation, 7 other; +8 when the
+    token starts a whitespace-separated word.
+    """
+    out = []
+    for s, e in offsets:
+        if s >= e:
+            out.append(0)
+            continue
+        word_start = s == 0 or text[s - 1].isspace()
+        out.append(_shape(text[s:e]) + (8 if word_start else 0))
+    return out

@@ -22,9 +22,9 @@ import numpy as np
 
 from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import (EncoderExtractor, build_model, count_parameters,
-                                               load_model_from_checkpoint, load_tokenizer, save_model,
-                                               torch_forward)
-from finextract.backends.encoder.tagging import IGNORE, align_labels
+                                               load_model_from_checkpoint, load_tokenizer, make_tagger,
+                                               save_model, torch_forward)
+from finextract.backends.encoder.tagging import IGNORE, align_labels, case_ids
 from finextract.config import ConfigError
 from finextract.records import Record
 from finextract.rundir import RunDir, mark_checkpoint_complete
@@ -42,7 +42,8 @@ class _Interrupt(Exception):
     """Raised by the test hook ``stop_after_step`` to simulate a kill mid-run."""
 
 
-def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length: int) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length: int,
+                   with_case: bool = False) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Tokenise records and align their gold values to BIO labels."""
     feats, placed, missed = [], 0, 0
     texts = [r.text for r in records]
@@ -55,6 +56,8 @@ def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length
             missed += al.missed
             feat = {k: enc[k][j] for k in enc if k != "offset_mapping"}
             feat["labels"] = al.labels
+            if with_case:
+                feat["case_ids"] = case_ids(rec.text, enc["offset_mapping"][j])
             feats.append(feat)
     return feats, {"values_placed": placed, "values_missed": missed}
 
@@ -174,7 +177,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
     if not train_recs:
         raise ConfigError(f"data.train: {cfg.data.train} has no usable records")
     tokenizer = load_tokenizer(cfg.model.name_or_path)
-    feats, align_stats = encode_records(train_recs, tokenizer, task, cfg.model.max_length)
+    feats, align_stats = encode_records(train_recs, tokenizer, task, cfg.model.max_length, cfg.model.case_features)
     if align_stats["values_missed"]:
         log.warning("%d of %d gold values could not be tagged (not found in the text, cut by max_length=%d, "
                     "or overlapping another value)", align_stats["values_missed"],
@@ -198,11 +201,14 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
         _truncate_log(run.metrics_path, step)
     else:
         step = 0
-        model = build_model(cfg, task)
+        model = make_tagger(build_model(cfg, task), cfg.model.case_features)
     model.to(device)
 
-    head = [p for n_, p in model.named_parameters() if p.requires_grad and "classifier" in n_]
-    body = [(n_, p) for n_, p in model.named_parameters() if p.requires_grad and "classifier" not in n_]
+    def is_new(name: str) -> bool:  # freshly initialised parts: the tagging head and the case embedding
+        return "classifier" in name or name.startswith("case.")
+
+    head = [p for n_, p in model.named_parameters() if p.requires_grad and is_new(n_)]
+    body = [(n_, p) for n_, p in model.named_parameters() if p.requires_grad and not is_new(n_)]
     no_decay = ("bias", "LayerNorm", "layer_norm", "norm.weight")
     groups = [
         {"params": [p for n_, p in body if not any(k in n_ for k in no_decay)], "weight_decay": tc.weight_decay},
@@ -222,7 +228,8 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     def extractor() -> EncoderExtractor:
-        return EncoderExtractor(torch_forward(model, device), tokenizer, task, cfg.model.max_length, tc.eval_batch_size)
+        return EncoderExtractor(torch_forward(model, device), tokenizer, task, cfg.model.max_length, tc.eval_batch_size,
+                                case_features=model.case is not None)
 
     def evaluate(at: int) -> None:
         model.eval()
