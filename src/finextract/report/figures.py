@@ -35,12 +35,18 @@ def f1_vs_params(rows: list[dict[str, Any]]) -> Figure | None:
     if not pts:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
+    labelled: set[tuple[str, float]] = set()
     for r in pts:
-        ax.scatter(r["params"], r["f1"], color=_color(r), s=40)
-        ax.annotate(r["name"], (r["params"], r["f1"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.scatter(r["params"], r["f1"], color=_color(r), s=40, alpha=0.8)
+        key = (str(r.get("model")), round(r["f1"], 2))
+        if key not in labelled:  # one label per model and F1 level: grids share a model many times
+            labelled.add(key)
+            ax.annotate(str(r.get("model")), (r["params"], r["f1"]), fontsize=7, xytext=(4, 3),
+                        textcoords="offset points")
     ax.set_xscale("log")
     ax.set_xlabel("parameters (log; CRF: feature weights)")
     ax.set_ylabel("validation micro-F1")
+    ax.set_ylim(-0.03, 1.05)
     ax.set_title("F1 vs model size")
     _legend_backends(ax, pts)
     fig.tight_layout()
@@ -59,7 +65,7 @@ def f1_vs_step(rows: list[dict[str, Any]]) -> Figure | None:
     ax.set_ylabel("validation micro-F1")
     ax.set_ylim(0, 1.02)
     ax.set_title("F1 per checkpoint")
-    ax.legend(fontsize=7, ncol=2 if len(curves) > 6 else 1)
+    ax.legend(fontsize=7, loc="center right", ncol=2 if len(curves) > 6 else 1)
     fig.tight_layout()
     return fig
 
@@ -127,13 +133,14 @@ def pareto(rows: list[dict[str, Any]]) -> Figure | None:
         on = i in front
         ax.scatter(r["p50_ms"], r["f1"], color=_color(r), marker="o" if on else "x", s=50 if on else 35,
                    alpha=1.0 if on else 0.5)
-        ax.annotate(r["name"], (r["p50_ms"], r["f1"]), fontsize=7, xytext=(4, 3), textcoords="offset points",
-                    alpha=1.0 if on else 0.6)
+        if on:  # dominated runs are named in the table; labelling them too clutters the plot
+            ax.annotate(r["name"], (r["p50_ms"], r["f1"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
     fr = sorted((pts[i]["p50_ms"], pts[i]["f1"]) for i in front)
     ax.step([x for x, _ in fr], [y for _, y in fr], where="post", color="black", lw=1, ls="--", label="frontier")
     ax.set_xscale("log")
     ax.set_xlabel("p50 latency per text, ms (log)")
     ax.set_ylabel("validation micro-F1")
+    ax.set_ylim(-0.03, 1.05)
     ax.set_title("accuracy-latency Pareto frontier (x = dominated)")
     _legend_backends(ax, pts)
     fig.tight_layout()

@@ -99,12 +99,13 @@ def _svg(fig) -> str:
 
 
 CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1200px;color:#222;padding:0 16px}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1240px;color:#222;padding:0 16px}
 h1{margin-bottom:4px} h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
-table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+table{border-collapse:collapse;font-size:12px;margin:8px 0} th,td{border:1px solid #ccc;padding:2px 5px;text-align:right}
+td:first-child{word-break:break-all;max-width:260px} .scroll{overflow-x:auto}
 th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
 tr.failed td{color:#b00} tr.dominated td{color:#777} tr.frontier td:first-child{font-weight:bold}
-.meta{color:#666;font-size:13px} .fig svg{max-width:100%;height:auto} .rec{font-size:15px}
+.meta{color:#666;font-size:13px} .fig svg{width:100%;max-width:860px;height:auto} .rec{font-size:15px}
 """
 
 
@@ -118,6 +119,8 @@ def build_report(runs_dir: Path, out_dir: Path, config: ReportConfig | None = No
     if not rows:
         raise ValueError(f"{runs_dir}: no run directories found (folders with a config.yaml)")
     mark_pareto(rows)
+    # best first: the table reads as a ranking; unfinished runs last
+    rows.sort(key=lambda r: (r["status"] != "ok", -(r.get("f1") or 0.0), r["name"]))
     recs = recommend(rows, config.tiers)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig_dir = out_dir / "figures"
@@ -148,7 +151,7 @@ def build_report(runs_dir: Path, out_dir: Path, config: ReportConfig | None = No
     h += ["</ul>", "<h2>Results</h2>",
           "<p class='meta'>F1/P/R: micro, on the validation set, best checkpoint. texts/s: batched; p50: one text "
           "per call. Bold: on the accuracy-latency frontier; grey: dominated; red: failed.</p>",
-          _html_table(head, body, classes)]
+          f"<div class='scroll'>{_html_table(head, body, classes)}</div>"]
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
         md += ["## Failed runs", ""] + [f"- `{r['name']}`: {r['error']} (see `{r['run_dir']}/error.txt`)" for r in failed] + [""]
