@@ -175,6 +175,9 @@ def test_full_path_memorises_32_records(tiny, tmp_path):
     assert ext.predict([r.text for r in recs]) == [r.values for r in recs]
     assert all(raw.startswith("{") and raw.endswith("}") for raw in ext.last_raw)  # stopped at end of turn
 
+    engine = load(str(run.root), engine="engine", constrained=False)  # the decoding engine's path
+    assert engine.predict([r.text for r in recs[:8]]) == [r.values for r in recs[:8]]
+
     report = export_merged(run.root, checkpoint=None)
     assert report["delta_micro_f1"] == pytest.approx(0.0, abs=1e-9)
     merged = load(str(run.root), "merged")
@@ -234,3 +237,18 @@ def test_resume_after_kill_matches_uninterrupted(tiny, tmp_path):
     assert wa.keys() == wb.keys()
     for k in wa:
         assert torch.allclose(wa[k], wb[k], atol=1e-6), k
+
+
+def test_shipped_recipes_validate():
+    from finextract.config import load_run_config
+
+    repo = Path(__file__).resolve().parents[1]
+    s2 = load_run_config(repo / "configs/causal-merchant-study2.yaml")
+    s1 = load_run_config(repo / "configs/causal-fire-study1.yaml")
+    assert (s2.lora.rank, s2.lora.alpha, s2.train.learning_rate, s2.train.scheduler, s2.train.warmup_ratio,
+            s2.train.epochs, s2.train.per_device_batch * s2.train.gradient_accumulation, s2.train.save_steps) == \
+        (8, 16, 1e-4, "cosine", 0.1, 6, 16, 200)
+    assert (s1.lora.rank, s1.lora.alpha, s1.lora.dropout, s1.train.learning_rate, s1.train.epochs,
+            s1.model.precision) == (8, 16, 0.0, 5e-5, 3, "bf16")
+    defaults = CausalRunConfig(model={"name_or_path": "x"})
+    assert (defaults.train.learning_rate, defaults.train.epochs, defaults.train.scheduler) == (1e-4, 6, "cosine")

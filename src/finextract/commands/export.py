@@ -16,7 +16,7 @@ import typer
 
 
 def export_merged(run_dir: str | Path, checkpoint: str | None = None, output: str | Path | None = None,
-                  rescore: bool = True) -> dict[str, Any]:
+                  rescore: bool = True, allow_template_mismatch: bool = False) -> dict[str, Any]:
     """Write ``RUN_DIR/merged`` (or ``output``): safetensors + tokenizer + template.json; return the report."""
     from finextract.backends.causal_lm import load
     from finextract.backends.causal_lm.config import CausalRunConfig
@@ -30,7 +30,7 @@ def export_merged(run_dir: str | Path, checkpoint: str | None = None, output: st
     cfg = CausalRunConfig.model_validate(cfg_data)
     ckpt = run.resolve_checkpoint(checkpoint)
     out = Path(output) if output else run.root / "merged"
-    adapter = load(str(run.root), str(ckpt))
+    adapter = load(str(run.root), str(ckpt), allow_template_mismatch=allow_template_mismatch)
     val = load_split(cfg.data.validation, cfg.load_task(), cfg.data.skip_invalid, cfg.data.max_eval_records) \
         if rescore else []
     report: dict[str, Any] = {"checkpoint": ckpt.name, "output": str(out)}
@@ -43,7 +43,7 @@ def export_merged(run_dir: str | Path, checkpoint: str | None = None, output: st
     adapter.tokenizer.save_pretrained(out)
     shutil.copy(ckpt / "template.json", out / "template.json")
     if val:
-        merged_ext = load(str(run.root), str(out))
+        merged_ext = load(str(run.root), str(out), allow_template_mismatch=allow_template_mismatch)
         report["merged_micro_f1"] = merged_ext.evaluate(val)[0].micro.f1
         report["delta_micro_f1"] = report["merged_micro_f1"] - report["adapter_micro_f1"]
         report["validation_records"] = len(val)
@@ -59,11 +59,12 @@ def register(app: typer.Typer) -> None:
         checkpoint: str = typer.Option("best", help="'best', 'last' or 'step-N'"),
         output: Path | None = typer.Option(None, "--output", "-o", help="folder to write (default RUN_DIR/merged)"),
         rescore: bool = typer.Option(True, help="score adapter and merged model on the validation set"),
+        allow_template_mismatch: bool = typer.Option(False, help="warn instead of refusing a changed chat template"),
     ) -> None:
         """Export a trained causal-LM run; with --merged, write merged safetensors and report the F1 delta."""
         from finextract.cli import UserError, console
 
         if not merged:
             raise UserError("nothing to export: pass --merged (adapters are already in RUN_DIR/checkpoints)")
-        report = export_merged(run_dir, checkpoint, output, rescore)
+        report = export_merged(run_dir, checkpoint, output, rescore, allow_template_mismatch)
         console.print_json(json.dumps(report))

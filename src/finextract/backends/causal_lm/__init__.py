@@ -27,8 +27,11 @@ def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bo
     """Extractor for a run directory's checkpoint ("best", "last", "step-N", a path, or "merged").
 
     ``tokenizer_path`` swaps the tokenizer (the template hash check then decides whether
-    that is allowed). ``overrides`` replace ``decoding`` fields (engine, max_new_tokens, ...).
+    that is allowed). ``FINEXTRACT_ALLOW_TEMPLATE_MISMATCH=1`` turns the refusal into a
+    warning for commands (predict, eval, serve) that have no flag for it. ``overrides`` replace ``decoding`` fields (engine, max_new_tokens, ...).
     """
+    import os
+
     import torch
 
     from finextract.backends.causal_lm.extractor import CausalLMExtractor
@@ -48,7 +51,8 @@ def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bo
     tok = load_tokenizer(tok_dir, cfg.model.trust_remote_code)
     info = template_info(tok, task, cfg.prompt.style, cfg.prompt.enable_thinking)
     ensure_pad_token(tok, info.end_token_id)
-    check_template(ckpt, info, allow_template_mismatch)
+    allow = allow_template_mismatch or os.environ.get("FINEXTRACT_ALLOW_TEMPLATE_MISMATCH", "") not in ("", "0")
+    check_template(ckpt, info, allow)
     if merged:
         model = load_base_model(ckpt, cfg.model.precision, cfg.model.attn_implementation, dev)
     else:

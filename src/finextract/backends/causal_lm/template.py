@@ -106,7 +106,7 @@ def check_template(saved_folder: Path, current: TemplateInfo, allow_mismatch: bo
         msg = (f"{saved_folder}: chat template hash {current.hash} differs from the one trained with "
                f"({saved.get('hash')}); predictions would use prompts the model never saw. "
                "Use the training tokenizer, or pass allow_template_mismatch=True "
-               "(--allow-template-mismatch) to proceed anyway.")
+               "(FINEXTRACT_ALLOW_TEMPLATE_MISMATCH=1 / --allow-template-mismatch) to proceed anyway.")
         if not allow_mismatch:
             raise TemplateError(msg)
         log.warning(msg)
