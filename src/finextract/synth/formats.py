@@ -266,7 +266,12 @@ def _repeat(c: Ctx, core: list[Piece]) -> list[Piece]:
     rng = c.rng
     n = len(text_of(core))
     r = rng.random()
-    if r < 0.6 and n > 12:
+    name_len = sum(len(p.text) for p in core[:2] if p.key in ("INTERMEDIARY", "MERCHANT_NAME"))
+    if r < 0.12 and name_len < n:
+        first = truncate(core, name_len)   # the bank's first copy is just the name field
+    elif r < 0.4 and n > 14:
+        first = truncate(core, rng.randint(12, min(24, n - 1)))   # a fixed-width first copy
+    elif r < 0.6 and n > 12:
         first = truncate(core, rng.randint(max(8, n // 3), n - 1))
     elif r < 0.8:
         first = core
@@ -389,19 +394,21 @@ def fam_ach(c: Ctx) -> list[Piece]:
         pieces = flat([first, first, ident, extras, receiver])
         if rng.random() < 0.4:
             pieces = flat([pieces, rng.choice(["ACH Debit", "ACH Credit", "ACH DEBIT", "ACH"])])
-    elif style < 0.55:
-        pieces = flat([flat(company, ""), P("-" + entry)] if not ident else [flat(company, ""), "-" + entry, ident])
-        pieces = flat([pieces, extras])
-    elif style < 0.65:
+    elif style < 0.6:
+        # COMPANY -ENTRY [ID]: the entry description glued to the name by a dash
+        code = entry if rng.random() < 0.6 else V.alnum(rng, 3, letters_first=True)
+        glue = " " if rng.random() < 0.7 else ""
+        pieces = flat([flat(company + [P(glue + "-" + code)], ""), ident, extras])
+    elif style < 0.72:
         pieces = flat([flat(company, ""), f"DES:{entry}", flat([P("ID:"), *ident], "") if ident else
                        f"ID:{V.digits(rng, 9)}", f"INDN:{receiver or rng.choice(V.surnames())}",
                        f"CO ID:{V.digits(rng, 10)}", rng.choice(["CCD", "PPD", "WEB"]), extras])
-    elif style < 0.8:
+    elif style < 0.82:
         pieces = flat([flat([P("ORIG CO NAME:"), *company], ""), f"ORIG ID:{V.digits(rng, 10)}",
                        f"DESC DATE:{V.digits(rng, 6)}", f"CO ENTRY DESCR:{entry}", "SEC:" + rng.choice(["CCD", "PPD"]),
                        f"TRACE#:{V.digits(rng, 15)}", flat([P("IND ID:"), *ident], "") if ident else None,
                        f"IND NAME:{receiver}" if receiver else None, extras])
-    elif style < 0.85:
+    elif style < 0.88:
         pieces = flat([ident, flat(company, ""), extras, rng.choice(["Miscellaneous Debit", "ACH Debit", "Bill Pay",
                                                                    "Online Payment", "Misc Debit", ""])])
     else:
@@ -442,7 +449,9 @@ def fam_wire(c: Ctx) -> list[Piece]:
                  f"SENDER ID:={V.digits(rng, 9)}", f"SENDER REF:={V.digits(rng, 14)}",
                  f"{role} ID:={V.digits(rng, 10)}", flat([P(f"{role}:=" if rng.random() < 0.5 else f"{role} NAME:="),
                                                           *name], "")]
-        if addr:
+        if addr and rng.random() < 0.4:
+            parts.append(flat([P(f"{role} ADDRESS:="), *addr], ""))
+        elif addr:
             swift = []
             if c.street:
                 swift.append(flat([P("2/"), P(c.street, "STREET")], ""))
@@ -480,9 +489,13 @@ def fam_wire(c: Ctx) -> list[Piece]:
     return flat(parts)
 
 
+_TAILS = ["PURCHASE", "ONLINE ORDER", "RECURRING", "SUBSCRIPTION", "MEMBERSHIP", "PURCHASE WITH POINTS",
+          "REFUND", "RENEWAL", "ANNUAL FEE", "MONTHLY", "DEPOSIT", "SERVICE FEE", "ORDER"]
+
+
 def fam_name_only(c: Ctx) -> list[Piece]:
     rng = c.rng
-    pieces = flat([head(c), contact(c), location(c)])
+    pieces = flat([head(c), contact(c), location(c), rng.choice(_TAILS) if rng.random() < 0.2 else None])
     if rng.random() < 0.3:
         pieces = flat([pieces, rng.choice(["ACH Debit", "Payment", "Bill Payment", "PMT", "ONLINE PMT", "AUTOPAY"])])
     return pieces
