@@ -16,11 +16,9 @@ def register(app: typer.Typer) -> None:
                                            help="sweep YAML (its 'report' section) or a YAML with tiers/title"),
         title: str | None = typer.Option(None, help="page title"),
     ) -> None:
-        """Results table, F1 vs size / step / prompt style, per-key heatmap, Pareto frontier,
-        offline-vs-endpoint F1, and one recommended run per deployment tier.
+        """Results table, F1 vs size / step / prompt style, per-key heatmap, Pareto frontier, offline-vs-endpoint F1, and one recommended run per deployment tier.
 
-        Tiers (maximum accuracy, balanced, latency-critical by default) come from --config;
-        each is constraints (F1 floor, latency/throughput/memory limits) plus an objective.
+        Tiers (maximum accuracy, balanced, latency-critical by default) come from --config, else from the sweep that wrote RUNS_DIR; each is constraints (F1 floor, latency/throughput/memory limits) plus an objective. See docs/sweeps.md.
         """
         from finextract.cli import UserError, console
         from finextract.report.render import build_report
@@ -31,7 +29,15 @@ def register(app: typer.Typer) -> None:
             raise UserError(f"{runs_dir}: no such folder")
         if not find_runs(runs_dir):
             raise UserError(f"{runs_dir}: no run directories found (folders with a config.yaml)")
-        cfg = load_report_config(config)
+        resolved = runs_dir / "sweep.resolved.json"
+        if config is None and resolved.exists():  # the tiers of the sweep that produced these runs
+            import json
+
+            from finextract.sweep.config import ReportConfig
+
+            cfg = ReportConfig.model_validate(json.loads(resolved.read_text(encoding="utf-8"))["report"])
+        else:
+            cfg = load_report_config(config)
         if title:
             cfg.title = title
         paths = build_report(runs_dir, out, cfg)

@@ -18,10 +18,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run every grid point of a sweep: one run directory each under the sweep's output_dir.
 
-        Resumable: runs with DONE are skipped, unfinished ones resume from their last
-        checkpoint. A failing run is recorded (RUN_DIR/error.txt, status 'failed' in the table)
-        and the sweep goes on. The results table (results.csv/.json in output_dir) is rewritten
-        after every run; at the end the report is rendered to output_dir/report.
+        Resumable: runs with DONE are skipped, unfinished ones resume from their last checkpoint. A failing run is recorded (RUN_DIR/error.txt, status 'failed' in the table) and the sweep goes on.
+
+        The results table (results.csv/.json in output_dir) is rewritten after every run; at the end the report is rendered to output_dir/report. See docs/sweeps.md.
         """
         from rich.table import Table
 
