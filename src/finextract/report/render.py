@@ -163,9 +163,11 @@ def build_report(runs_dir: Path, out_dir: Path, config: ReportConfig | None = No
         md += [f"## {title}", ""]
         h += [f"<h2>{html.escape(title)}</h2>"]
         if key == "endpoint" and vals:
-            vhead = ["run", "endpoint", "offline F1", "endpoint F1", "Δ points", "n"]
+            vhead = ["run", "endpoint", "offline F1", "endpoint F1", "Δ points", "agreement", "passed", "n"]
             vbody = [[n, str(v.get("url")), fmt(v.get("offline_micro_f1"), "f1"), fmt(v.get("endpoint_micro_f1"), "f1"),
-                      fmt(v.get("delta_points")), str(v.get("n"))] for n, v in vals]
+                      fmt(v.get("delta_points")), fmt(v.get("agreement"), "f1"),
+                      "-" if v.get("passed") is None else ("yes" if v["passed"] else "NO"), str(v.get("n"))]
+                     for n, v in vals]
             md += [_md_table(vhead, vbody), ""]
             h += [_html_table(vhead, vbody)]
         if fig is None:

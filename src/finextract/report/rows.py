@@ -30,8 +30,10 @@ def find_runs(root: Path) -> list[Path]:
     root = Path(root)
     if (root / "config.yaml").exists():
         return [root]
-    found = [p.parent for p in root.glob("*/config.yaml")] + [p.parent for p in root.glob("*/*/config.yaml")]
-    return sorted(set(found))
+    first = sorted(p.parent for p in root.glob("*/config.yaml"))
+    # one level deeper only inside folders that are not runs themselves (a folder of sweeps)
+    second = [p.parent for p in root.glob("*/*/config.yaml") if p.parent.parent not in set(first)]
+    return sorted(set(first) | set(second))
 
 
 def _model_name(cfg: dict[str, Any]) -> str:
