@@ -86,6 +86,9 @@ _FACILITATOR_SITES = {"SQ": ["squareup.com/receipts", "GOSQ.COM", "gosq.com", "S
                       "EB": ["EVENTBRITE.COM"], "BT": ["BRAINTREEPAYMENTS.COM"], "WAV": ["WAVEAPPS.COM"]}
 
 
+_B2B_KINDS = {"insurer", "utility", "telecom", "software", "recurring", "marketplace"}
+
+
 def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
     # A country code mostly means a foreign acceptor; printed in the state slot when no state.
     foreign = "COUNTRY" in plan and "ZIP" not in plan and rng.random() < (0.9 if "STATE" not in plan else 0.45)
@@ -105,6 +108,14 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
         # Facilitators front small sellers, not national chains: swap in a local business.
         name, _ = local_name(rng, place.city)
         m = Merchant(name, "local", "generic", "", "", False)
+    if family in ("ach", "wire") and (not m.is_brand or m.kind not in _B2B_KINDS) and rng.random() < 0.85:
+        # ACH originators and wire counterparties are firms, often with a legal suffix
+        name, _ = local_name(rng, place.city, b2b=True)
+        if rng.random() < 0.4 and not name.endswith(("INC", "LLC", "CO", "CORP", "LTD", ".")):
+            name += rng.choice([" INC", " LLC", ", INC.", " CORP", " LTD", " CO", " Inc.", " PTY LTD", " GMBH"])
+        m = Merchant(name, "b2b", "num", "", "", False)
+        if family == "ach" and rng.random() < 0.5:
+            name = name[:16].rstrip(" -+/,*#.:(")   # NACHA company name field: 16 characters
     inter = intermediary(rng) if "INTERMEDIARY" in plan else ""
     if inter and m.own_prefix:
         name = name.split("*", 1)[-1].strip() or name

@@ -105,14 +105,18 @@ def _cap(word: str, rng: random.Random) -> str:
     return word if rng.random() < 0.85 else word.title()
 
 
-def local_name(rng: random.Random, city: str) -> tuple[str, str]:
-    """(name, category) of a made-up small business."""
+_CATS = ["restaurant", "cafe", "bar", "trade", "service", "saas", "insurer", "utility", "hotel", "parking"]
+_CARD_MIX = [26, 12, 6, 12, 20, 10, 3, 3, 4, 2]
+_B2B_MIX = [2, 1, 0, 14, 26, 34, 10, 8, 2, 3]     # who sends or takes ACH entries and wires
+
+
+def local_name(rng: random.Random, city: str, b2b: bool = False) -> tuple[str, str]:
+    """(name, category) of a made-up small business; ``b2b`` favours payees of ACH/wires."""
     sur = rng.choice(V.surnames())
     first = rng.choice(V.first_names())
     words = city.split()
     town = (city if len(words) > 1 and words[0] in _CITY_LEAD else words[0]) if words else rng.choice(_NOUN)
-    cat = rng.choices(["restaurant", "cafe", "bar", "trade", "service", "saas", "insurer", "utility", "hotel",
-                       "parking"], [26, 12, 6, 12, 20, 10, 3, 3, 4, 2])[0]
+    cat = rng.choices(_CATS, _B2B_MIX if b2b else _CARD_MIX)[0]
     adj, noun = rng.choice(_ADJ), rng.choice(_NOUN)
     if cat == "restaurant":
         name = rng.choice([
