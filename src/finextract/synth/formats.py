@@ -116,6 +116,10 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
         m = Merchant(name, "b2b", "num", "", "", False)
         if family == "ach" and rng.random() < 0.5:
             name = name[:16].rstrip(" -+/,*#.:(")   # NACHA company name field: 16 characters
+    if rng.random() < 0.03 and "  " not in name and " " in name:
+        # space-padded descriptors: a run of spaces inside the name is kept verbatim
+        i = name.index(" ")
+        name = name[:i] + "  " + name[i + 1:]
     inter = intermediary(rng) if "INTERMEDIARY" in plan else ""
     if inter and m.own_prefix:
         name = name.split("*", 1)[-1].strip() or name
@@ -140,6 +144,8 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
         fac = inter.strip(" *").split("*")[0]
         if fac in _FACILITATOR_SITES and rng.random() < 0.6:
             web = rng.choice(_FACILITATOR_SITES[fac])
+        elif not inter and not m.is_brand and rng.random() < 0.25:
+            web = rng.choice(_FACILITATOR_SITES["SQ"])   # Square receipt line: no prefix, receipt site
         else:
             dom = m.domain if m.domain and not m.domain_is_name else V.domain_for(name, rng)
             web = V.website(rng, dom) if "/" not in dom and "#" not in dom else dom
@@ -211,6 +217,8 @@ def card_core(c: Ctx) -> list[Piece]:
     if c.dd and loc and rng.random() < 0.25:
         # receipt style (Square and other POS): NAME CITY ST CODE receipt-site
         code = P(c.dd.lstrip("*#-") if rng.random() < 0.6 else c.dd, "DYNAMIC_DESCRIPTOR")
+        if rng.random() < 0.4:   # POS receipt lines often print the city in mixed case
+            loc = [P(p.text.title(), p.key) if p.key == "CITY" else p for p in loc]
         return flat([head(c, with_dd=False), loc, [code], con], sep)
     if rng.random() < 0.65:
         return flat([head(c), con, loc], sep)
@@ -249,7 +257,7 @@ def fam_fixed_width(c: Ctx) -> list[Piece]:
         city_slot = [P(c.web, "WEBSITE")]   # a billing domain in the 13-character city field, cut there
     used_phone = bool(city_slot) and city_slot[0].key == "PHONE"
     used_web = bool(city_slot) and city_slot[0].key == "WEBSITE"
-    city_field = pad(city_slot, 13) if city_slot else [P(" " * rng.choice([1, 13]))]
+    city_field = pad(city_slot, rng.choice([13, 13, 13, 11, 12])) if city_slot else [P(" " * rng.choice([1, 13]))]
     st = [P(c.state, "STATE")] if c.state else []
     tail: list = []
     if c.dd:
