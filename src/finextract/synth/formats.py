@@ -424,7 +424,7 @@ def fam_ach(c: Ctx) -> list[Piece]:
                        f"CO ID:{V.digits(rng, 10)}", rng.choice(["CCD", "PPD", "WEB"]), extras])
     elif style < 0.82:
         pieces = flat([flat([P("ORIG CO NAME:"), *company], ""), f"ORIG ID:{V.digits(rng, 10)}",
-                       f"DESC DATE:{V.digits(rng, 6)}", f"CO ENTRY DESCR:{entry}", "SEC:" + rng.choice(["CCD", "PPD"]),
+                       f"DESC DATE:{V.yymmdd(rng)}", f"CO ENTRY DESCR:{entry}", "SEC:" + rng.choice(["CCD", "PPD"]),
                        f"TRACE#:{V.digits(rng, 15)}", flat([P("IND ID:"), *ident], "") if ident else None,
                        f"IND NAME:{receiver}" if receiver else None, extras])
     elif style < 0.88:
@@ -447,14 +447,14 @@ def fam_wire(c: Ctx) -> list[Piece]:
     addr = location(c)
     parts: list = []
     style = rng.random()
-    date = V.digits(rng, 6)
+    date = V.yymmdd(rng)
     holder_role = "ORG" if out_going else "BNF"
     holder = [f"{holder_role}:={_receiver(rng).upper()}"]
     if rng.random() < 0.6:  # the account holder's own address: printed, never labeled
         hp = us_place(rng)
         holder.append(f"{holder_role} ADDRESS:={V.street(rng)} {hp.city}, {hp.state} {hp.zip}")
     if style < 0.5:
-        parts = [f"WIRE TYPE:WIRE {'OUT' if out_going else 'IN'} DATE:{date} TIME:{rng.randint(0, 2359):04d} ET",
+        parts = [f"WIRE TYPE:WIRE {'OUT' if out_going else 'IN'} DATE:{date} TIME:{rng.randint(0, 23):02d}{rng.randint(0, 59):02d} ET",
                  f"TRN:{V.digits(rng, 16)}", f"SERVICE REF:{V.digits(rng, 6)}",
                  flat([P(f"{role}:"), *name], ""), f"ID:{V.digits(rng, 10)}"]
         if addr:

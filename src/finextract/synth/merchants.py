@@ -101,6 +101,12 @@ _CITY_LEAD = {"LAS", "LOS", "SAN", "SANTA", "NEW", "FORT", "FT", "ST", "SAINT", 
               "SALT", "WEST", "EAST", "NORTH", "SOUTH", "MOUNT", "GRAND", "CEDAR", "BATON", "LITTLE"}
 
 
+def _legal(rng: random.Random) -> str:
+    """A legal suffix; the comma forms attach without a space (``EXO, INC.``)."""
+    suffix = rng.choice(_LEGAL)
+    return suffix if suffix.startswith(",") else " " + suffix
+
+
 def _cap(word: str, rng: random.Random) -> str:
     return word if rng.random() < 0.85 else word.title()
 
@@ -135,13 +141,13 @@ def local_name(rng: random.Random, city: str, b2b: bool = False) -> tuple[str, s
         name = rng.choice([f"{sur} {rng.choice(_TRADES)}", f"{adj} {rng.choice(_TRADES)}",
                            f"{town} {rng.choice(_TRADES)}", f"{first} {sur} {rng.choice(_TRADES)}"])
         if rng.random() < 0.5:
-            name += " " + rng.choice(_LEGAL)
+            name += _legal(rng)
     elif cat == "service":
         name = rng.choice([f"{sur} {rng.choice(_SERVICES)}", f"{adj} {noun} {rng.choice(_SERVICES)}",
                            f"{town} {rng.choice(_SERVICES)}", f"{first}'S {rng.choice(_SERVICES)}",
                            f"{sur} & {rng.choice(V.surnames())} {rng.choice(_SERVICES)}"])
         if rng.random() < 0.25:
-            name += " " + rng.choice(_LEGAL)
+            name += _legal(rng)
     elif cat == "saas":
         root = rng.choice(_SAAS_ROOT) + rng.choice(_SAAS_SUF)
         name = rng.choice([root, root, f"{root} {rng.choice(['INC', 'INC.', 'LLC', 'TECHNOLOGIES', 'SOFTWARE'])}",

@@ -275,6 +275,10 @@ def mmdd(rng: random.Random) -> str:
     return f"{rng.randint(1, 12):02d}/{rng.randint(1, 28):02d}"
 
 
+def yymmdd(rng: random.Random) -> str:
+    return f"{rng.randint(15, 25):02d}{rng.randint(1, 12):02d}{rng.randint(1, 28):02d}"
+
+
 def bank_prefix(rng: random.Random, date: str) -> str:
     mmdd_nodash = date.replace("/", "")
     return rng.choice([
