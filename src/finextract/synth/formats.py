@@ -104,7 +104,8 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
         name = m.domain if rng.random() < 0.75 else m.domain.title()
         if rng.random() < 0.2:
             name += " " + rng.choice(["MEALS", "FLOWERS", "STORE", "SUBSCR", "ORDER", "SHOP", "BILLING"])
-    if "INTERMEDIARY" in plan and m.is_brand and rng.random() < 0.7:
+    online_brand = m.kind in ("software", "recurring", "online", "marketplace")
+    if "INTERMEDIARY" in plan and m.is_brand and rng.random() < (0.6 if online_brand else 0.97):
         # Facilitators front small sellers, not national chains: swap in a local business.
         name, _ = local_name(rng, place.city)
         m = Merchant(name, "local", "generic", "", "", False)
