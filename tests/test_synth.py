@@ -131,3 +131,27 @@ def test_cli_writes_splits_and_refuses_other_tasks(tmp_path, capsys):
     with pytest.raises(SystemExit) as bad:
         main(["data", "synth", "--out", str(tmp_path / "y"), "--presence", "PHONE"])
     assert bad.value.code == 2 and "KEY=RATE" in " ".join(capsys.readouterr().err.split())
+
+
+def test_brand_list_is_large_and_well_formed():
+    from finextract.synth.merchants import brands
+
+    bs = brands()
+    assert len(bs) >= 150
+    assert len({b.kind for b in bs}) >= 10
+    assert all(b.names and all(n.strip() for n in b.names) for b in bs)
+
+
+def test_pilot_memos_stay_unseen(shared_data, sample):
+    """The real evaluation memos must not leak into the generator (brands or whole texts)."""
+    import re
+
+    from finextract.synth.merchants import brands
+
+    pilot = read_records(shared_data / "merchant" / "pilot_memos.jsonl", TASK)
+    texts = [r.text.upper() for r in pilot]
+    for b in brands():
+        for name in b.names:
+            pat = re.compile(r"(?<![A-Z0-9])" + re.escape(name.upper()) + r"(?![A-Z0-9])")
+            assert not any(pat.search(t) for t in texts), f"brand {name!r} occurs in the pilot memos"
+    assert not {r.text for r in pilot} & {r.text for r in sample}

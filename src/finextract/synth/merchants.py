@@ -189,7 +189,7 @@ def make_merchant(rng: random.Random, city: str) -> Merchant:
         if rng.random() < 0.12:
             name = name.title() if "." not in name else name.lower()
         dom = b.domain
-        is_dom = "." in name.split()[0] and not name.startswith(("APL*", "DNH*", "CPC*"))
+        is_dom = "." in name.split()[0] and not name.startswith(("APL*", "DNH*"))
         return Merchant(name, b.kind, b.dd_style, dom, b.state, True, domain_is_name=is_dom,
                         own_prefix="*" in name and not name.startswith("*"))
     name, cat = local_name(rng, city)
