@@ -139,3 +139,15 @@ def test_smoke_sweep_config_runs_and_renders_report(tmp_path):
     html = (out / "report" / "report.html").read_text()
     assert "<svg" in html and "Pareto" in html and "encoder" in html
     assert (out / "report" / "report.md").exists() and (out / "report" / "figures" / "pareto.png").exists()
+
+
+def test_timeout_is_recorded_as_failure(tmp_path):
+    from finextract.sweep.runner import run_one
+
+    sweep = SweepConfig.model_validate({"output_dir": str(tmp_path / "out"), "run_timeout_s": 0.2,
+                                        "candidates": [{"name": "slow", "base": SMOKE_CRF}]})
+    (spec,) = expand(sweep)
+    row = run_one(spec, sweep)
+    assert row["status"] == "failed" and "timed out after 0.2 s" in row["error"]
+    assert "TimeoutError" in (tmp_path / "out" / "slow" / "error.txt").read_text()
+    assert not (tmp_path / "out" / "slow" / "DONE").exists()

@@ -28,12 +28,15 @@ def _read_json(path: Path) -> Any:
 def find_runs(root: Path) -> list[Path]:
     """Run directories under ``root`` (``root`` itself, or sub-folders up to two levels)."""
     root = Path(root)
-    if (root / "config.yaml").exists():
+    if (root / "config.yaml").exists() or (root / "sweep.json").exists():
         return [root]
-    first = sorted(p.parent for p in root.glob("*/config.yaml"))
+    def runs_in(pattern: str) -> set[Path]:
+        return {p.parent for name in ("config.yaml", "sweep.json") for p in root.glob(f"{pattern}/{name}")}
+
+    first = runs_in("*")
     # one level deeper only inside folders that are not runs themselves (a folder of sweeps)
-    second = [p.parent for p in root.glob("*/*/config.yaml") if p.parent.parent not in set(first)]
-    return sorted(set(first) | set(second))
+    second = {p for p in runs_in("*/*") if p.parent not in first}
+    return sorted(first | second)
 
 
 def _model_name(cfg: dict[str, Any]) -> str:
@@ -54,7 +57,9 @@ def _params(describe: dict[str, Any]) -> int | None:
 def collect_row(run_dir: Path, root: Path | None = None) -> dict[str, Any]:
     """The results row of one run directory (missing facts are ``None``)."""
     run = RunDir(Path(run_dir))
-    cfg = run.read_config()
+    spec = _read_json(run.root / "sweep_spec.json")
+    # a run that failed before its backend wrote config.yaml still has the sweep's spec
+    cfg = run.read_config() if run.config_path.exists() or not spec else spec["config"]
     name = str(run.root.relative_to(root)) if root and run.root != Path(root) else run.root.name
     sweep = _read_json(run.root / "sweep.json") or {}
     speed = _read_json(run.root / "speed.json") or {}

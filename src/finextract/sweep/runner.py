@@ -41,21 +41,40 @@ def _child_env(threads: int | None) -> dict[str, str]:
     return env
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    import signal
+
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
 def _run_phase(phase: str, spec_path: Path, run_dir: Path, env: dict[str, str], timeout: float | None) -> str | None:
     """Run one worker phase; return ``None`` on success or a one-line error."""
     cmd = [sys.executable, "-m", "finextract.sweep.worker", phase, str(spec_path)]
+    # own process group: a timeout or Ctrl-C kills the run and anything it started (data
+    # loader workers, tokenizer pools), never other processes
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        msg = f"{phase} timed out after {timeout:.0f} s"
-        (run_dir / "error.txt").write_text(msg + "\n", encoding="utf-8")
-        return msg
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except BaseException as exc:
+        _kill_group(proc)
+        if not isinstance(exc, subprocess.TimeoutExpired):
+            raise
+        msg = f"{phase} timed out after {timeout:g} s"
+        (run_dir / "error.txt").write_text(f"TimeoutError: {msg}\n", encoding="utf-8")
+        return f"{phase}: TimeoutError: {msg}"
+    proc = subprocess.CompletedProcess(cmd, proc.returncode, stdout, stderr)
     (run_dir / f"{phase}.log").write_text(proc.stdout + proc.stderr, encoding="utf-8")
     if proc.returncode == 0:
         return None
     err = run_dir / "error.txt"
     if not err.exists():  # killed without a Python traceback (signal, OOM): keep what it printed
-        err.write_text(f"phase: {phase}\nexit status {proc.returncode}\n{proc.stderr[-4000:]}", encoding="utf-8")
+        err.write_text(f"ProcessExit: exit status {proc.returncode} without a Python error (killed?)\n"
+                       f"phase: {phase}\n{proc.stderr[-4000:]}", encoding="utf-8")
     lines = [ln for ln in err.read_text(encoding="utf-8").splitlines() if ln.strip()]
     return f"{phase}: {lines[0] if lines else f'exit status {proc.returncode}'}"
 
@@ -97,7 +116,7 @@ def _table_rows(specs: list[RunSpec], fresh: dict[str, dict[str, Any]], out: Pat
     for s in specs:
         if s.name in fresh:
             table.append(fresh[s.name])
-        elif (Path(s.config["output_dir"]) / "config.yaml").exists():
+        elif (Path(s.config["output_dir"]) / "sweep.json").exists():
             table.append(collect_row(Path(s.config["output_dir"]), out))
     return table
 
