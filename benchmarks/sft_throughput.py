@@ -161,6 +161,25 @@ def prompt_tokens_estimate() -> dict:
             "answer_tokens_at_4cpt": answer_chars // 4}
 
 
+def to_markdown(result: dict) -> str:
+    """The results table, with the study's naive reference (one H100) beside each shape."""
+    lines = [f"# LoRA SFT throughput ({result['device']}, torch {result['torch']})", "",
+             f"Records {result['mean_tokens_per_record']:.0f} tokens on average (study range 724-924), "
+             f"6 epochs x {result['records']} records per run. Reference = the brief's naive peft loop.", "",
+             "| shape | variant | tokens/s | peak GiB | min / run | vs reference |", "|---|---|---:|---:|---:|---:|"]
+    for r in result["rows"]:
+        ref = result["reference"].get(r["shape"])
+        if "error" in r:
+            lines.append(f"| {r['shape']} | {r['variant']} | {r['error']} | | | |")
+            continue
+        vs = f"{r['tokens_per_s'] / ref[0]:.2f}x" if ref else ""
+        lines.append(f"| {r['shape']} | {r['variant']} | {r['tokens_per_s']:.0f} | {r['peak_gib']:.1f} | "
+                     f"{r['minutes_per_run']:.1f} | {vs} |")
+    lines += ["", "Reference (naive, padded 4 x 924, full-vocab logits): "
+              + ", ".join(f"{k} {v[0] / 1e3:.1f}k tok/s ({v[1]} min)" for k, v in result["reference"].items()), ""]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--shapes", default="qwen3-0.6b,llama-3.2-1b,qwen3-4b")
@@ -207,6 +226,7 @@ def main() -> None:
               "records": RECORDS, "epochs": EPOCHS, "prompt_estimate": est, "reference": REFERENCE, "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+    args.out.with_suffix(".md").write_text(to_markdown(result))
     print(f"\n{gpu}; records {args.min_len}-{args.max_len} tokens ({args.answer} answer); "
           f"our json-only prompt ~{est['prompt_tokens_at_4cpt']} tokens at 4 chars/token")
     print(f"{'shape':14} {'variant':26} {'tok/s':>9} {'peak GiB':>9} {'min/run':>8}")

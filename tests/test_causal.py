@@ -252,3 +252,20 @@ def test_shipped_recipes_validate():
             s1.model.precision) == (8, 16, 0.0, 5e-5, 3, "bf16")
     defaults = CausalRunConfig(model={"name_or_path": "x"})
     assert (defaults.train.learning_rate, defaults.train.epochs, defaults.train.scheduler) == (1e-4, 6, "cosine")
+
+
+@pytest.mark.slow
+def test_compiled_layers_give_the_same_loss(tiny):
+    from transformers import AutoModelForCausalLM
+
+    from finextract.backends.causal_lm.modeling import add_lora
+    from finextract.backends.causal_lm.trainer import compile_layers
+
+    torch.set_num_threads(1)
+    model = add_lora(AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32),
+                     CausalRunConfig(model={"name_or_path": "x"}).lora)
+    batch = collate_padded(_examples(1), 0, multiple=16)
+    eager = float(compute_loss(model, batch, "answer-only")[0].detach())
+    assert compile_layers(model) == 2
+    compiled = float(compute_loss(model, batch, "answer-only")[0].detach())
+    assert compiled == pytest.approx(eager, rel=1e-4)
