@@ -80,3 +80,31 @@ def test_tiny_budget_and_two_step_stay_valid(lm):
                            answer_marker="### ANSWER", analysis_max_tokens=6)
     for res in eng.extract(TEXTS):
         assert "### ANSWER" in res.raw and res.parsed is not None
+
+
+@pytest.mark.parametrize("task_name", ["merchant", "fin-ner"])
+def test_jump_forward_never_changes_output(lm, task_name):
+    """Jump-forward only skips steps with a single allowed token: same output, fewer forwards."""
+    model, tok = lm
+    runs = {}
+    for jump in (False, True):
+        eng = ExtractionEngine(model, tok, task_name, _render(tok), max_new_tokens=60, batch_size=4,
+                               jump_forward=jump)
+        runs[jump] = ([r.raw for r in eng.extract(TEXTS)], eng.stats["forwards"])
+    assert runs[True][0] == runs[False][0]
+    assert runs[True][1] <= runs[False][1]
+
+
+def test_constrained_allows_merged_skeleton_tokens(lm):
+    """With a token that spells ``":"","`` the grammar must accept it (an empty value in one token)."""
+    from finextract.backends.causal_lm.constrained import JsonShape, TextGrammar, TokenVocab
+
+    _, tok = lm
+    vocab = TokenVocab.for_tokenizer(tok)
+    g = TextGrammar("CAFE AUSTIN TX", JsonShape(("A", "B"), False), vocab)
+    s = g.feed(g.initial(), b'{"A')
+    merged = [t for t in g.allowed(s) if vocab.token_bytes[t].count(b'"') >= 2]
+    spelled = {vocab.token_bytes[t] for t in merged}
+    assert all(b'":"'.startswith(b) or b.startswith(b'":"') for b in spelled)
+    if b'":"' in vocab.by_bytes:  # the merged separator must never be forbidden
+        assert vocab.by_bytes[b'":"'][0] in g.allowed(s)

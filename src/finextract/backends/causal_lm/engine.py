@@ -14,8 +14,16 @@ cannot guarantee valid output. This engine
 * decodes greedily, constrained by :mod:`.constrained` (the argmax over allowed tokens:
   identical to plain greedy whenever plain greedy's token is allowed), checking the
   top-k first and computing the full allowed set only when none of them is allowed;
-* **jump-forward**: skeleton literals (``","CITY":"``) are fed as several tokens in one
-  step, together with the token that closed the previous value.
+* lets greedy choose among **every** token consistent with the forced skeleton, so the
+  model's own tokenization of it (merged ``":"``, ``","``, ``":"","`` for an empty value,
+  ``"}``) is allowed. Feeding a literal's canonical tokens instead (the old jump-forward)
+  put a fine-tuned model off-distribution: it was trained on ``compact_json`` tokenized as
+  one string, where skeleton and values merge, and it then copied wrong values (0/32 on a
+  memorised tiny model, against 32/32 unconstrained);
+* optional **jump-forward** (``jump_forward=True``, off by default) only skips steps where
+  exactly one token is allowed, so it never changes the output, only saves forwards.
+
+Guarantee: when plain greedy's output is valid, constrained output is identical to it.
 """
 
 from __future__ import annotations
@@ -168,7 +176,7 @@ class ExtractionEngine:
     def __init__(self, model: Any, tokenizer: Any, task: "Task | str", render: Callable[[str], str],
                  constrained: bool = True, max_new_tokens: int = 256, batch_size: int = 64,
                  answer_marker: str | None = None, device: Any = None, dtype: Any = None, *,
-                 jump_forward: bool = True, prefix_cache: bool = True, topk: int = 8,
+                 jump_forward: bool = False, prefix_cache: bool = True, topk: int = 8,
                  analysis_max_tokens: int | None = None, marker_suffix: str = "\n",
                  json_separators: tuple[str, str] = (",", ":"), progress: bool = False) -> None:
         if max_new_tokens < 1 or batch_size < 1:
@@ -453,9 +461,6 @@ class ExtractionEngine:
     def _json_step(self, s: _Seq, top: list[int], fallback: list[_Seq]) -> None:
         g, st = s.grammar, s.state
         assert g is not None and st is not None
-        if st.mode == "lit" and self.jump_forward:
-            self._advance_json(s)
-            return
         for t in top:
             if g.try_token(st, t) is not None:
                 self._take(s, t)
@@ -469,16 +474,26 @@ class ExtractionEngine:
         self._advance_json(s)
 
     def _advance_json(self, s: _Seq) -> None:
-        """Jump-forward: queue a forced literal's tokens; mark the sequence done at the brace."""
-        st = s.state
-        assert st is not None
-        if st.mode == "lit" and self.jump_forward:
-            toks = self.vocab.forced_tokens(st.lit)
-            s.state = s.grammar.feed(st, st.lit)  # type: ignore[union-attr]
-            s.out_bytes += st.lit
-            self._push(s, toks)
-            st = s.state
-        if st is not None and st.mode == "done":
+        """Mark the sequence done at the closing brace; jump-forward over forced tokens.
+
+        Jump-forward only takes a token when it is the *only* allowed one: the constrained
+        argmax would pick it whatever the logits, so skipping its forward pass cannot change
+        the output. Feeding a literal's canonical tokenization instead is not safe: a model
+        trained on whole-string tokenized JSON writes the skeleton with merged tokens
+        (``":"","``, ``"}``), and a different split puts it off-distribution.
+        """
+        g = s.grammar
+        assert g is not None and s.state is not None
+        while self.jump_forward and s.state.mode == "lit":
+            allowed = g.allowed(s.state)
+            if len(allowed) != 1:
+                break
+            t = allowed[0]
+            s.state = g.try_token(s.state, t)  # type: ignore[assignment]
+            s.out_bytes += self.vocab.token_bytes[t] or b""
+            self._push(s, [t])
+            assert s.state is not None
+        if s.state.mode == "done":
             s.done = True
             s.pending = []
 
