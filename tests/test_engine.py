@@ -108,3 +108,18 @@ def test_constrained_allows_merged_skeleton_tokens(lm):
     assert all(b'":"'.startswith(b) or b.startswith(b'":"') for b in spelled)
     if b'":"' in vocab.by_bytes:  # the merged separator must never be forbidden
         assert vocab.by_bytes[b'":"'][0] in g.allowed(s)
+
+
+def test_two_step_marker_written_by_the_model_keeps_suffix_in_grammar(lm):
+    """When the model writes the marker itself, the ``\\n`` after it is part of the constrained JSON."""
+    model, tok = lm
+    render = _render(tok)
+    marker = tok.decode(_greedy(model, tok, render(TEXTS[0]), 3), skip_special_tokens=True)
+    assert marker.strip()
+    eng = ExtractionEngine(model, tok, "merchant", render, max_new_tokens=60, batch_size=1,
+                           answer_marker=marker, analysis_max_tokens=8)
+    res = eng.extract(TEXTS[:1])[0]
+    assert res.parsed is not None
+    head, body = res.raw.split(marker, 1)
+    assert body.startswith("\n{") and body.endswith("}")
+    assert load_task("merchant").normalize_output(__import__("json").loads(body)) == res.parsed

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -433,11 +433,15 @@ class ExtractionEngine:
         self._push(s, [t])
         marker, suffix = self.answer_marker or "", self.marker_suffix
         text = self.tokenizer.decode(s.analysis_ids)
-        glued = b""
+        glued = lead = b""
         if marker in text:
             rest = text.rsplit(marker, 1)[1]
             if suffix.startswith(rest):
-                forced = suffix[len(rest):]
+                # the rest of the suffix is not forced as its own tokens: the JSON grammar
+                # starts with it (constrained) or the model just goes on (free), so a model
+                # that merges it with the JSON's first bytes (``\n{"``) keeps its tokenization
+                lead = suffix[len(rest):].encode("utf-8")
+                forced = ""
             else:  # the model went on past the marker inside this token
                 forced = ""
                 glued = rest[len(suffix):].encode("utf-8") if rest.startswith(suffix) else rest.encode("utf-8")
@@ -456,6 +460,8 @@ class ExtractionEngine:
                     self._finish(s)
                     return
                 s.state, s.out_bytes, s.glued = nxt, glued, len(glued)
+            elif lead:
+                s.state = replace(s.state, lit=lead + s.state.lit)  # type: ignore[arg-type]
             self._advance_json(s)
 
     def _json_step(self, s: _Seq, top: list[int], fallback: list[_Seq]) -> None:
