@@ -38,6 +38,29 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training loop draws from, so a resumed run continues the same random stream."""
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what :func:`rng_state` captured (CUDA state only where a GPU is present)."""
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 def load_split(path: Path | None, task: Task, skip_invalid: bool, limit: int | None = None) -> list[Record]:
     if path is None:
         return []

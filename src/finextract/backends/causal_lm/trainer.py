@@ -36,7 +36,7 @@ from finextract.backends.causal_lm.loss import compute_loss
 from finextract.backends.causal_lm.modeling import add_lora, load_base_model, load_tokenizer, pick_device
 from finextract.backends.causal_lm.template import ensure_pad_token, save_template_info, template_info
 from finextract.rundir import RunDir, mark_checkpoint_complete
-from finextract.training import finish_run, load_split, score_checkpoint, seed_everything
+from finextract.training import finish_run, load_split, score_checkpoint, seed_everything, rng_state, set_rng_state
 from finextract.tracking import start_tracking
 
 log = logging.getLogger("finextract")
@@ -112,23 +112,6 @@ def make_batch(examples: list[Example], idx: list[int], cfg: CausalRunConfig, pa
 
 
 # ------------------------------------------------------------------------ checkpoints
-def _rng_state() -> dict[str, Any]:
-    import numpy as np
-
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import numpy as np
-
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any],
@@ -219,7 +202,7 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
         set_peft_model_state_dict(model, load_file(str(resume / "adapter_model.safetensors"), device=str(device)))
         optimizer.load_state_dict(torch.load(resume / "optimizer.pt", map_location=device, weights_only=False))
         scheduler.load_state_dict(torch.load(resume / "scheduler.pt", weights_only=False))
-        _set_rng_state(torch.load(resume / "rng.pt", weights_only=False))
+        set_rng_state(torch.load(resume / "rng.pt", weights_only=False))
         state = json.loads((resume / STATE_FILE).read_text(encoding="utf-8"))
         if rank == 0:
             _truncate_logs(run, state["global_step"])
@@ -242,7 +225,7 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
                                  batch_size=cfg.decoding.batch_size)
 
     def checkpoint_and_score(step: int) -> None:
-        rng = _rng_state()
+        rng = rng_state()
         if rank == 0:
             path = run.checkpoint_path(step)
             save_checkpoint(path, model, optimizer, scheduler, {**state, "global_step": step}, rng, info, cfg)
@@ -250,7 +233,7 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
                 score_checkpoint(run, extractor(), val_recs, step, epoch=round(step / steps_per_epoch, 3),
                                  tracker=tracker)
         _barrier(world)
-        _set_rng_state(rng)  # scoring must not change what training does next
+        set_rng_state(rng)  # scoring must not change what training does next
 
     if resume is not None and rank == 0 and val_recs and not any(
             m["step"] == state["global_step"] for m in run.metrics()):

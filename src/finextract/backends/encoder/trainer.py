@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import shutil
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from finextract.config import ConfigError
 from finextract.records import Record
 from finextract.rundir import RunDir, mark_checkpoint_complete
 from finextract.tasks import Task
-from finextract.training import finish_run, load_split, score_checkpoint, seed_everything
+from finextract.training import finish_run, load_split, score_checkpoint, seed_everything, rng_state, set_rng_state
 
 log = logging.getLogger("finextract")
 
@@ -97,23 +96,6 @@ def check_resume_compatible(run: RunDir, cfg: EncoderRunConfig) -> None:
                           "use a new output_dir or delete the old run to start over")
 
 
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    st = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict[str, Any]) -> None:
-    import torch
-
-    random.setstate(st["python"])
-    np.random.set_state(st["numpy"])
-    torch.set_rng_state(st["torch"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
 
 
 def _truncate_log(path: Path, step: int) -> None:
@@ -220,7 +202,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        _set_rng_state(state["rng"])
+        set_rng_state(state["rng"])
 
     tracker = start_tracking(cfg, run.root)
     tracker.log_params(cfg.model_dump(mode="json"))
@@ -245,7 +227,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
             shutil.rmtree(path)
         save_model(model, tokenizer, path, task, cfg.model.lora)
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": _rng_state(), "step": at, "running_loss": list(running)}, path / "state.pt")
+                    "rng": rng_state(), "step": at, "running_loss": list(running)}, path / "state.pt")
         mark_checkpoint_complete(path)
         evaluate(at)
         _prune(run, tc.keep_last)
