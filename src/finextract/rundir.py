@@ -108,6 +108,27 @@ class RunDir:
                                   indent=2), encoding="utf-8")
         tmp.replace(self.best_path)
 
+    def rewind(self, step: int) -> None:
+        """Forget logged work after ``step`` (the checkpoint a resumed run restarts from).
+
+        Train-log and metrics rows past ``step`` are dropped, since the resumed run writes them
+        again, and ``best.json`` is rebuilt from the metrics that remain (ties keep the earlier step,
+        as in :func:`finextract.training.score_checkpoint`).
+        """
+        for path in (self.train_log_path, self.metrics_path):
+            if path.exists():
+                lines = [line for line in path.read_text(encoding="utf-8").splitlines()
+                         if line.strip() and json.loads(line).get("step", 0) <= step]
+                path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        self.best_path.unlink(missing_ok=True)
+        best: dict[str, Any] | None = None
+        for row in self.metrics():
+            f1 = row["val"]["micro"]["f1"]
+            if best is None or f1 > best["value"]:
+                best = {"checkpoint": row["checkpoint"], "step": row["step"], "value": f1}
+        if best is not None:
+            self.set_best(best["checkpoint"], best["step"], best["value"])
+
     def mark_done(self, summary: dict[str, Any] | None = None) -> None:
         self.done_path.write_text(json.dumps(summary or {}, indent=2), encoding="utf-8")
 

@@ -126,21 +126,6 @@ def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, stat
     mark_checkpoint_complete(path)
 
 
-def _truncate_logs(run: RunDir, step: int) -> None:
-    """Drop log rows written after the checkpoint we resume from (they will be redone)."""
-    for path in (run.train_log_path, run.metrics_path):
-        if path.exists():
-            rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
-            keep = [r for r in rows if r.get("step", 0) <= step]
-            path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep), encoding="utf-8")
-    if run.best_path.exists():
-        run.best_path.unlink()
-    for row in run.metrics():
-        best = run.best()
-        if best is None or row["val"]["micro"]["f1"] > best["value"]:
-            run.set_best(row["checkpoint"], row["step"], row["val"]["micro"]["f1"])
-
-
 def _scheduler(optimizer: Any, cfg: CausalRunConfig, total: int) -> Any:
     from transformers import get_scheduler
 
@@ -205,7 +190,7 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
         set_rng_state(torch.load(resume / "rng.pt", weights_only=False))
         state = json.loads((resume / STATE_FILE).read_text(encoding="utf-8"))
         if rank == 0:
-            _truncate_logs(run, state["global_step"])
+            run.rewind(state["global_step"])
         log.info("resuming from %s (step %d of %d)", resume.name, state["global_step"], total)
 
     loss_module: nn.Module = LossModule(model, cfg.train.loss, cfg.train.ce_chunk)

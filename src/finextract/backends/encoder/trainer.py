@@ -14,7 +14,6 @@ import logging
 import math
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -98,15 +97,6 @@ def check_resume_compatible(run: RunDir, cfg: EncoderRunConfig) -> None:
 
 
 
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log rows written after the checkpoint we resume from (that work is redone)."""
-    if not path.exists():
-        return
-    rows = [line for line in path.read_text(encoding="utf-8").splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= step]
-    path.write_text("".join(r + "\n" for r in rows), encoding="utf-8")
-
-
 def _prune(run: RunDir, keep_last: int) -> None:
     """Keep the best checkpoint and the newest ``keep_last``; the best loses its resume state."""
     cps = run.checkpoints()
@@ -179,8 +169,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
         log.info("resuming from %s", path)
         model, _ = load_model_from_checkpoint(path, cfg, task, trainable=True)
         state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-        _truncate_log(run.train_log_path, step)
-        _truncate_log(run.metrics_path, step)
+        run.rewind(step)
     else:
         step = 0
         model = make_tagger(build_model(cfg, task), cfg.model.case_features)
