@@ -1,4 +1,6 @@
-"""``finextract data convert``: our JSONL records <-> LLaMA-Factory alpaca JSON + dataset_info.json.
+"""Converters: our JSONL records <-> LLaMA-Factory alpaca JSON + dataset_info.json.
+
+A library module (``finextract data convert`` in :mod:`finextract.commands.convert` is the thin CLI).
 
 So users can train the same data with LLaMA-Factory and with finextract and compare. The
 mapping keeps our chat structure: ``system`` holds the task prompt (keys, rules), the
@@ -13,8 +15,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-
-import typer
 
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
 
@@ -95,26 +95,3 @@ def alpaca_to_records(src: Path, dst: Path, task_name: str, dataset: str | None 
     if report.errors:
         raise DataError(report)
     return len(out)
-
-
-def register(app: typer.Typer) -> None:
-    from finextract.cli import data_app
-
-    @data_app.command("convert")
-    def convert_cmd(
-        src: Path = typer.Argument(..., help="records .jsonl (-> alpaca) or alpaca .json / folder with dataset_info.json (-> jsonl)"),
-        dst: Path = typer.Argument(..., help="output folder for alpaca, or .jsonl file for records"),
-        task: str = typer.Option("merchant", help="task name or task YAML"),
-        style: str = typer.Option("json-only", help="prompt style for the system column (to alpaca)"),
-        name: str | None = typer.Option(None, help="dataset name in dataset_info.json (default: file stem)"),
-        dataset: str | None = typer.Option(None, help="which dataset of dataset_info.json to read"),
-    ) -> None:
-        """Convert between finextract JSONL records and LLaMA-Factory's alpaca format."""
-        from finextract.cli import console
-
-        if src.suffix == ".jsonl":
-            out = records_to_alpaca(src, dst, task, style, name)
-            console.print(f"wrote {out} and {out.parent / 'dataset_info.json'}")
-        else:
-            n = alpaca_to_records(src, dst, task, dataset)
-            console.print(f"wrote {n} records to {dst}")

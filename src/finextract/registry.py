@@ -1,8 +1,13 @@
 """Backend registry: each backend is a subpackage that registers a :class:`Backend` on import.
 
-A backend provides its config class, a ``train(config) -> RunDir`` function and a
-``load(source, checkpoint) -> Extractor`` function. Modules are imported lazily so that
-``finextract score`` never pays for importing torch.
+A backend provides its config class, a ``train(config) -> dict`` function (the run summary
+that is also written to ``RUN_DIR/DONE``), a ``load(source, checkpoint) -> Extractor``
+function and, optionally, ``commands(app)`` adding its own CLI commands. Backend packages
+are imported lazily so that ``finextract score`` never pays for importing torch.
+
+This is a leaf module (it imports nothing from finextract at import time), so the shared
+layer (``config``, ``rundir``, ``extractor``) can look backends up without importing the
+``finextract.backends`` package that itself depends on the shared layer.
 """
 
 from __future__ import annotations
@@ -11,6 +16,10 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+class UnknownBackendError(ValueError):
+    """No backend of that name (a ``ValueError`` so config validation reports it as a field error)."""
+
 
 _MODULES = {
     "encoder": "finextract.backends.encoder",
@@ -28,6 +37,7 @@ class Backend:
     train: Callable[[Any], Any] | None
     load: Callable[..., Any]
     description: str = ""
+    commands: Callable[[Any], None] | None = None  # register(app: typer.Typer): backend-only CLI commands
 
 
 def register_backend(backend: Backend) -> Backend:
@@ -45,8 +55,8 @@ def get_backend(name: str) -> Backend:
             importlib.import_module(_MODULES[name])
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.startswith("finextract"):
-                raise ValueError(f"backend {name!r} is not available in this build") from exc
+                raise UnknownBackendError(f"backend {name!r} is not available in this build") from exc
             raise
     if name not in _REGISTRY:
-        raise ValueError(f"unknown backend {name!r}; known: {known_backends()}")
+        raise UnknownBackendError(f"unknown backend {name!r}; known: {known_backends()}")
     return _REGISTRY[name]

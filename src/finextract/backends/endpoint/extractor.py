@@ -21,7 +21,6 @@ from typing import Any, Literal
 
 import httpx
 
-from finextract.backends import Backend, register_backend
 from finextract.extractor import Extractor, Prediction
 from finextract.tasks import Task
 
@@ -138,7 +137,3 @@ class EndpointExtractor(Extractor):
 def load(source: str, checkpoint: str | None = None, **kwargs: Any) -> EndpointExtractor:
     """``load_extractor("http://...")`` lands here; ``checkpoint`` is meaningless for a URL."""
     return EndpointExtractor(source, **kwargs)
-
-
-register_backend(Backend(name="endpoint", config_cls=None, train=None, load=load,
-                         description="a served model (finextract serve or MLflow) called over HTTP"))
