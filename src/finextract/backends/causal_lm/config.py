@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from finextract.config import BaseRunConfig, LoraBase, StepTrainBase
 
@@ -19,7 +19,16 @@ class ModelSection(BaseModel):
 
 class PromptSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    style: Literal["json-only", "two-step", "minimal"] = "json-only"
+
+    @field_validator("style")
+    @classmethod
+    def _known_style(cls, v: str) -> str:
+        from finextract.prompts import style_names
+
+        if v not in style_names():
+            raise ValueError(f"unknown prompt style {v!r}; registered styles: {list(style_names())}")
+        return v
+    style: str = Field("json-only", description="a registered prompt style (finextract.prompts.style_names())")
     enable_thinking: bool | None = Field(None, description="passed to the chat template when set (Qwen 3 style)")
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from finextract.extractor import Extractor, Prediction
-from finextract.prompts import ANSWER_MARKER, parse_output, render_prompt
+from finextract.prompts import get_style, parse_output, render_prompt
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -75,7 +75,7 @@ class CausalLMExtractor(Extractor):
         eng = ExtractionEngine(self.model, self.tokenizer, self.task, render=self.render,
                                constrained=self.constrained, max_new_tokens=self.max_new_tokens,
                                batch_size=self.batch_size,
-                               answer_marker=ANSWER_MARKER if self.style == "two-step" else None)
+                               answer_marker=get_style(self.style).answer_marker)
         results = eng.extract(texts)
         return [r.raw for r in results], [r.parsed for r in results]
 
