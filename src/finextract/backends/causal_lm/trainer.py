@@ -248,7 +248,7 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
                 (loss_sum * world / n_tok).backward()
                 window_loss += float(loss_sum.detach())
                 state["tokens"] += int(b["input_ids"].numel())
-            window_tok += int(n_tok) // world
+            window_tok += int(n_tok)  # already summed over ranks
             if cfg.train.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
             optimizer.step()
@@ -257,12 +257,17 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
             step += 1
             if progress:
                 progress[0].update(progress[1], completed=step)
-            if rank == 0 and (step % cfg.train.logging_steps == 0 or step == total):
-                row = {"step": step, "epoch": round(step / steps_per_epoch, 3),
-                       "loss": window_loss / max(window_tok, 1), "lr": scheduler.get_last_lr()[0]}
-                run.log_train(row)
-                if tracker is not None:
-                    tracker.log_metrics({"train_loss": row["loss"], "lr": row["lr"]}, step=step)
+            if step % cfg.train.logging_steps == 0 or step == total:
+                if world > 1:  # every rank's summed token loss, so the logged loss is the global one
+                    summed = torch.tensor([window_loss], dtype=torch.float64, device=device)
+                    torch.distributed.all_reduce(summed)
+                    window_loss = float(summed)
+                if rank == 0:
+                    row = {"step": step, "epoch": round(step / steps_per_epoch, 3),
+                           "loss": window_loss / max(window_tok, 1), "lr": scheduler.get_last_lr()[0]}
+                    run.log_train(row)
+                    if tracker is not None:
+                        tracker.log_metrics({"train_loss": row["loss"], "lr": row["lr"]}, step=step)
                 window_loss, window_tok = 0.0, 0
             if step % cfg.train.save_steps == 0 or step == total:
                 state["train_seconds"] += time.perf_counter() - t0
