@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from finextract.backends.encoder import EncoderRunConfig, load, train
 from finextract.backends.encoder.testing import build_tiny_encoder
-from finextract.backends.encoder.trainer import _Interrupt
+from finextract.backends.encoder.train import _Interrupt
 from finextract.config import ConfigError, load_run_config
 from finextract.records import read_records
 from finextract.rundir import RunDir

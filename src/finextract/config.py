@@ -51,8 +51,7 @@ class BaseRunConfig(BaseModel):
         return load_task(self.task)
 
 
-class ConfigError(ValueError):
-    pass
+from finextract.errors import ConfigError  # noqa: E402,F401  (defined in errors.py; importable from here)
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -89,7 +88,7 @@ def read_config_dict(path: str | Path | None, overrides: list[str] | None = None
 
 def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> BaseRunConfig:
     """Read YAML + overrides and validate with the backend's config class."""
-    from finextract.backends import get_backend, known_backends
+    from finextract.registry import get_backend, known_backends
 
     data = read_config_dict(path, overrides)
     name = data.get("backend")

@@ -184,7 +184,7 @@ class RunDir:
         return self.read_config()["backend"]
 
     def load_extractor(self, checkpoint: str | None = None, **kwargs: Any):
-        from finextract.backends import get_backend
+        from finextract.registry import get_backend
 
         return get_backend(self.backend).load(str(self.root), checkpoint, **kwargs)
 

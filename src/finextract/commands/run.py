@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
         Re-running the same command on an unfinished run directory resumes from its last
         complete checkpoint.
         """
-        from finextract.backends import get_backend
-        from finextract.cli import console
+        from finextract.registry import get_backend
+        from finextract.console import console
         from finextract.config import load_run_config
 
         overrides = list(set_) + ([f"output_dir={output_dir}"] if output_dir else [])
@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
     ) -> None:
         """Extract structured fields from texts with a trained run."""
-        from finextract.cli import UserError
+        from finextract.errors import UserError
         from finextract.extractor import load_extractor
         from finextract.records import read_texts, write_predictions
 
@@ -71,7 +71,7 @@ def register(app: typer.Typer) -> None:
         skip_invalid: bool = typer.Option(False, help="drop invalid gold records instead of refusing the file"),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.extractor import load_extractor
         from finextract.records import read_records, write_predictions
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -110,3 +111,49 @@ class CausalLMExtractor(Extractor):
         return {"backend": "causal_lm", "task": self.task.name, "model": getattr(base.config, "_name_or_path", ""),
                 "parameters": sum(p.numel() for p in base.parameters()), "prompt_style": self.style,
                 "decoding": self.engine_name}
+
+
+def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bool = False,
+         tokenizer_path: str | None = None, device: str | None = None, **overrides: Any):
+    """Extractor for a run directory's checkpoint ("best", "last", "step-N", a path, or "merged").
+
+    ``tokenizer_path`` swaps the tokenizer (the template hash check then decides whether
+    that is allowed). ``FINEXTRACT_ALLOW_TEMPLATE_MISMATCH=1`` turns the refusal into a
+    warning for commands (predict, eval, serve) that have no flag for it. ``overrides`` replace ``decoding`` fields (engine, max_new_tokens, ...).
+    """
+    import os
+
+    import torch
+
+    from finextract.backends.causal_lm.config import CausalRunConfig
+    from finextract.backends.causal_lm.modeling import load_base_model, load_tokenizer, pick_device
+    from finextract.backends.causal_lm.template import check_template, ensure_pad_token, template_info
+    from finextract.rundir import RunDir
+
+    run = RunDir(Path(source))
+    cfg = CausalRunConfig.model_validate(run.read_config())
+    task = cfg.load_task()
+    dev = torch.device(device) if device else pick_device()
+    merged = checkpoint == "merged" or (checkpoint and (Path(checkpoint) / "config.json").exists())
+    ckpt = (run.root / "merged") if checkpoint == "merged" else run.resolve_checkpoint(checkpoint)
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+    tok_dir = tokenizer_path or (run.root / "tokenizer" if (run.root / "tokenizer").exists() else cfg.model.name_or_path)
+    tok = load_tokenizer(tok_dir, cfg.model.trust_remote_code)
+    info = template_info(tok, task, cfg.prompt.style, cfg.prompt.enable_thinking)
+    ensure_pad_token(tok, info.end_token_id)
+    allow = allow_template_mismatch or os.environ.get("FINEXTRACT_ALLOW_TEMPLATE_MISMATCH", "") not in ("", "0")
+    check_template(ckpt, info, allow)
+    if merged:
+        model = load_base_model(ckpt, cfg.model.precision, cfg.model.attn_implementation, dev)
+    else:
+        from peft import PeftModel
+
+        base = load_base_model(cfg.model.name_or_path, cfg.model.precision, cfg.model.attn_implementation, dev,
+                               cfg.model.trust_remote_code)
+        model = PeftModel.from_pretrained(base, str(ckpt)).to(dev)
+    model.eval()
+    dec = cfg.decoding.model_copy(update={k: v for k, v in overrides.items() if k in cfg.decoding.model_fields})
+    return CausalLMExtractor(model, tok, task, cfg.prompt.style, cfg.prompt.enable_thinking, info.end_token_id,
+                             engine=dec.engine, constrained=dec.constrained, max_new_tokens=dec.max_new_tokens,
+                             batch_size=dec.batch_size, show_progress=True)

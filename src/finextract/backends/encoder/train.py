@@ -267,7 +267,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
 
     summary = {"steps": total, "train_records": n, "parameters": n_params, "trainable_parameters": trainable,
                "train_seconds_this_session": round(time.time() - started, 1), "device": device, **align_stats}
-    from finextract.backends.encoder.model import load
+    from finextract.backends.encoder.extractor import load
 
     out = finish_run(run, lambda: load(str(run.root), "best", device=device), cfg, summary)
     tracker.log_artifacts(run.root)

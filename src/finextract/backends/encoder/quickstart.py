@@ -17,7 +17,7 @@ import typer
 
 def repo_root() -> Path:
     """The checkout holding ``src/finextract`` (editable installs), else the working directory."""
-    here = Path(__file__).resolve().parents[3]
+    here = Path(__file__).resolve().parents[4]
     return here if (here / "src" / "finextract").is_dir() else Path.cwd()
 
 
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from finextract.backends.encoder import EncoderRunConfig, load, train
-        from finextract.cli import UserError
+        from finextract.errors import UserError
         from finextract.config import apply_overrides
         from finextract.records import read_records
 

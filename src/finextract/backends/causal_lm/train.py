@@ -284,7 +284,7 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
                "world_size": world, "train_seconds": round(state["train_seconds"], 2),
                "train_tokens": state["tokens"] * world}
     if rank == 0:
-        from finextract.backends.causal_lm import load
+        from finextract.backends.causal_lm.extractor import load
 
         out = finish_run(run, lambda: load(str(run.root), "best"), cfg, summary)
         if tracker is not None:
