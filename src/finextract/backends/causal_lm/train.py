@@ -258,7 +258,7 @@ def _train(cfg: CausalRunConfig, life: RunLifecycle, rank: int, world: int) -> d
                 (loss_sum * world / n_tok).backward()
                 window_loss += float(loss_sum.detach())
                 state["tokens"] += int(b["input_ids"].numel())
-            window_tok += int(n_tok) // world
+            window_tok += int(n_tok)  # already summed over ranks
             if cfg.train.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
             optimizer.step()
@@ -266,6 +266,10 @@ def _train(cfg: CausalRunConfig, life: RunLifecycle, rank: int, world: int) -> d
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if step % cfg.train.log_every == 0 or step == total:
+                if world > 1:  # every rank's summed token loss, so the logged loss is the global one
+                    summed = torch.tensor([window_loss], dtype=torch.float64, device=device)
+                    torch.distributed.all_reduce(summed)
+                    window_loss = float(summed)
                 loss = window_loss / max(window_tok, 1)
                 life.log_train(step, epoch=round(step / steps_per_epoch, 3), loss=loss, lr=scheduler.get_last_lr()[0])
                 bar.update(step, loss=loss)
