@@ -16,6 +16,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
+
 ALPACA_COLUMNS = {"prompt": "instruction", "query": "input", "response": "output", "system": "system"}
 
 
@@ -48,17 +50,17 @@ def _resolve_alpaca(src: Path, dataset: str | None) -> tuple[Path, dict[str, str
     if src.is_file() and src.name != "dataset_info.json":
         return src, dict(ALPACA_COLUMNS)
     if not info_path.exists():
-        raise ValueError(f"{src}: expected an alpaca JSON file or a folder with dataset_info.json")
+        raise InputError(f"{src}: expected an alpaca JSON file or a folder with dataset_info.json")
     info = json.loads(info_path.read_text(encoding="utf-8"))
     if dataset is None:
         if len(info) != 1:
-            raise ValueError(f"{info_path}: holds {sorted(info)}; choose one with --dataset")
+            raise InputError(f"{info_path}: holds {sorted(info)}; choose one with --dataset")
         dataset = next(iter(info))
     if dataset not in info:
-        raise ValueError(f"{info_path}: no dataset {dataset!r} (has {sorted(info)})")
+        raise InputError(f"{info_path}: no dataset {dataset!r} (has {sorted(info)})")
     entry = info[dataset]
     if entry.get("formatting", "alpaca") != "alpaca":
-        raise ValueError(f"{info_path}: dataset {dataset!r} uses {entry['formatting']!r} formatting; only alpaca is supported")
+        raise InputError(f"{info_path}: dataset {dataset!r} uses {entry['formatting']!r} formatting; only alpaca is supported")
     return info_path.parent / entry["file_name"], {**ALPACA_COLUMNS, **entry.get("columns", {})}
 
 
@@ -74,13 +76,13 @@ def alpaca_to_records(src: Path, dst: Path, task_name: str, dataset: str | None 
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read alpaca JSON: {exc}") from exc
+        raise InputError(f"{path}: cannot read alpaca JSON: {exc}") from exc
     if not isinstance(rows, list):
-        raise ValueError(f"{path}: an alpaca file is a JSON list of objects")
+        raise InputError(f"{path}: an alpaca file is a JSON list of objects")
     out: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise ValueError(f"{path}[{i}]: not an object")
+            raise InputError(f"{path}[{i}]: not an object")
         instruction = str(row.get(cols["prompt"], "") or "")
         query = str(row.get(cols["query"], "") or "")
         # our layout: text in instruction, prompt in system; LLaMA-Factory's common layout: task in
@@ -88,7 +90,7 @@ def alpaca_to_records(src: Path, dst: Path, task_name: str, dataset: str | None 
         text = query if query else instruction
         values = parse_output(task, str(row.get(cols["response"], "")))
         if values is None:
-            raise ValueError(f"{path}[{i}]: output is not a {task.name} JSON object: {row.get(cols['response'])!r:.120}")
+            raise InputError(f"{path}[{i}]: output is not a {task.name} JSON object: {row.get(cols['response'])!r:.120}")
         out.append({"text": text, task.record_field: values})
     write_jsonl(dst, out)
     report = check_file(dst, task)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.tasks import Task
 
 
@@ -182,7 +183,7 @@ def score(
     ``preds[i] is None`` marks an invalid output (see module docstring).
     """
     if len(golds) != len(preds):
-        raise ValueError(f"{len(golds)} gold records but {len(preds)} predictions")
+        raise InputError(f"{len(golds)} gold records but {len(preds)} predictions")
     per_key = {k: Counts() for k in task.key_names}
     errors: list[RecordError] = []
     n_invalid = 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from finextract.errors import DataError  # noqa: F401  (defined in errors.py; importable from here)
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -63,9 +64,6 @@ class CheckReport:
             f"{self.n_invalid_records} invalid" + (f" ({why})" if why else "")
             + f", {len(self.warnings)} warnings"
         )
-
-
-from finextract.errors import DataError  # noqa: E402,F401  (defined in errors.py; importable from here)
 
 
 def log_skipped(report: CheckReport) -> None:

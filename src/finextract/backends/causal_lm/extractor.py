@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from finextract.errors import NotFoundError
 from finextract.extractor import Extractor, Prediction
 from finextract.prompts import get_style, parse_output, render_prompt
 from finextract.tasks import Task
@@ -158,7 +159,7 @@ def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bo
     merged = checkpoint == "merged" or (checkpoint and (Path(checkpoint) / "config.json").exists())
     ckpt = (run.root / "merged") if checkpoint == "merged" else run.resolve_checkpoint(checkpoint)
     if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+        raise NotFoundError(f"{ckpt}: no such checkpoint")
     tok_dir = tokenizer_path or (run.root / "tokenizer" if (run.root / "tokenizer").exists() else cfg.model.name_or_path)
     tok = load_tokenizer(tok_dir, remote_code)
     info = template_info(tok, task, cfg.prompt.style, cfg.prompt.enable_thinking)
