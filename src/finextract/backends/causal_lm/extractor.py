@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from finextract.extractor import Extractor, Prediction
-from finextract.prompts import ANSWER_MARKER, parse_output, render_prompt
+from finextract.prompts import get_style, parse_output, render_prompt
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -75,7 +75,7 @@ class CausalLMExtractor(Extractor):
         eng = ExtractionEngine(self.model, self.tokenizer, self.task, render=self.render,
                                constrained=self.constrained, max_new_tokens=self.max_new_tokens,
                                batch_size=self.batch_size,
-                               answer_marker=ANSWER_MARKER if self.style == "two-step" else None)
+                               answer_marker=get_style(self.style).answer_marker)
         results = eng.extract(texts)
         return [r.raw for r in results], [r.parsed for r in results]
 
@@ -113,13 +113,33 @@ class CausalLMExtractor(Extractor):
                 "decoding": self.engine_name}
 
 
+def allowed_remote_code(explicit: bool | None, stored: bool, where: Path) -> bool:
+    """``trust_remote_code`` for loading a run: only from the user (flag or env), never the run's own config.
+
+    A run directory may come from someone else; its ``config.yaml`` saying
+    ``trust_remote_code: true`` must not make predict/eval/serve execute the model folder's
+    Python. The user opts in with ``trust_remote_code=True`` (``--trust-remote-code``) or
+    ``FINEXTRACT_TRUST_REMOTE_CODE=1``.
+    """
+    import os
+
+    if explicit is None:
+        explicit = os.environ.get("FINEXTRACT_TRUST_REMOTE_CODE", "") not in ("", "0")
+    if stored and not explicit:
+        log.warning("%s: model.trust_remote_code is true in the run's config but is ignored when loading a run; "
+                    "pass --trust-remote-code or set FINEXTRACT_TRUST_REMOTE_CODE=1 if you trust its code", where)
+    return bool(explicit)
+
+
 def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bool = False,
-         tokenizer_path: str | None = None, device: str | None = None, **overrides: Any):
+         tokenizer_path: str | None = None, device: str | None = None, trust_remote_code: bool | None = None,
+         **overrides: Any):
     """Extractor for a run directory's checkpoint ("best", "last", "step-N", a path, or "merged").
 
     ``tokenizer_path`` swaps the tokenizer (the template hash check then decides whether
     that is allowed). ``FINEXTRACT_ALLOW_TEMPLATE_MISMATCH=1`` turns the refusal into a
     warning for commands (predict, eval, serve) that have no flag for it. ``overrides`` replace ``decoding`` fields (engine, max_new_tokens, ...).
+    ``trust_remote_code`` comes only from the caller (see :func:`allowed_remote_code`).
     """
     import os
 
@@ -133,13 +153,14 @@ def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bo
     run = RunDir(Path(source))
     cfg = CausalRunConfig.model_validate(run.read_config())
     task = cfg.load_task()
+    remote_code = allowed_remote_code(trust_remote_code, cfg.model.trust_remote_code, run.config_path)
     dev = torch.device(device) if device else pick_device()
     merged = checkpoint == "merged" or (checkpoint and (Path(checkpoint) / "config.json").exists())
     ckpt = (run.root / "merged") if checkpoint == "merged" else run.resolve_checkpoint(checkpoint)
     if not ckpt.exists():
         raise FileNotFoundError(f"{ckpt}: no such checkpoint")
     tok_dir = tokenizer_path or (run.root / "tokenizer" if (run.root / "tokenizer").exists() else cfg.model.name_or_path)
-    tok = load_tokenizer(tok_dir, cfg.model.trust_remote_code)
+    tok = load_tokenizer(tok_dir, remote_code)
     info = template_info(tok, task, cfg.prompt.style, cfg.prompt.enable_thinking)
     ensure_pad_token(tok, info.end_token_id)
     allow = allow_template_mismatch or os.environ.get("FINEXTRACT_ALLOW_TEMPLATE_MISMATCH", "") not in ("", "0")
@@ -150,7 +171,7 @@ def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bo
         from peft import PeftModel
 
         base = load_base_model(cfg.model.name_or_path, cfg.model.precision, cfg.model.attn_implementation, dev,
-                               cfg.model.trust_remote_code)
+                               remote_code)
         model = PeftModel.from_pretrained(base, str(ckpt)).to(dev)
     model.eval()
     dec = cfg.decoding.model_copy(update={k: v for k, v in overrides.items() if k in cfg.decoding.model_fields})

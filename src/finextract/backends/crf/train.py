@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pycrfsuite
@@ -19,8 +20,8 @@ import pycrfsuite
 from finextract.backends.crf.config import CrfRunConfig
 from finextract.backends.crf.extractor import MODEL_FILE, CrfExtractor, load
 from finextract.backends.crf.tokens import sentence_features, tokenize
-from finextract.rundir import RunDir, mark_checkpoint_complete
-from finextract.training import finish_run, load_split, score_checkpoint
+from finextract.errors import ConfigError
+from finextract.training import RunLifecycle, load_split
 
 log = logging.getLogger("finextract")
 
@@ -39,19 +40,31 @@ def _trainer(cfg: CrfRunConfig, xseqs: list, yseqs: list, iterations: int) -> py
     return trainer
 
 
-def train(cfg: CrfRunConfig) -> dict[str, Any]:
-    """Train, checkpoint every ``train.checkpoint_every`` iterations, score each, finish the run."""
+def train(cfg: CrfRunConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Train, checkpoint every ``train.checkpoint_every`` iterations, score each, finish the run.
+
+    ``on_step(step)`` (the test hook every backend has) is called after each checkpoint.
+    """
+    with RunLifecycle(cfg, on_step=on_step) as life:
+        if life.finished is not None:
+            return life.finished
+        return _train(cfg, life)
+
+
+def _train(cfg: CrfRunConfig, life: RunLifecycle) -> dict[str, Any]:
     from finextract.backends.crf.tagging import bio_tags
-    from finextract.tracking import start_tracking
 
     task = cfg.load_task()
     if cfg.data.train is None:
-        raise ValueError("crf: data.train is required (a labeled JSONL file)")
-    run = RunDir(cfg.output_dir).create(cfg)
+        raise ConfigError("crf: data.train is required (a labeled JSONL file)")
+    # nothing to restore: checkpoint step-N is a model trained for N iterations from scratch
+    life.start(lambda path: path)
+    run = life.run
     train_recs = load_split(cfg.data.train, task, cfg.data.skip_invalid, cfg.data.max_train_records)
     val_recs = load_split(cfg.data.validation, task, cfg.data.skip_invalid, cfg.data.max_eval_records)
+    life.val_records = val_recs
     if not train_recs:
-        raise ValueError(f"{cfg.data.train}: no training records")
+        raise ConfigError(f"{cfg.data.train}: no training records")
     t0 = time.perf_counter()
     xseqs, yseqs = [], []
     for r in train_recs:
@@ -59,42 +72,41 @@ def train(cfg: CrfRunConfig) -> dict[str, Any]:
         if toks:
             xseqs.append(sentence_features(r.text, toks, cfg.model.window))
             yseqs.append(bio_tags(r.text, toks, r.values, task))
-    tracker = start_tracking(cfg, run.root)
-    tracker.log_params(cfg.model_dump(mode="json"))
     done = {step for step, _ in run.checkpoints()}
-    steps = list(range(cfg.train.checkpoint_every, cfg.train.max_iterations + 1, cfg.train.checkpoint_every))
+    every = cfg.train.checkpoint_every
+    steps = list(range(every, cfg.train.max_iterations + 1, every))
     if not steps or steps[-1] != cfg.train.max_iterations:
         steps.append(cfg.train.max_iterations)
     logged = max((r.get("step", 0) for r in run.train_log()), default=0)
     scored = {m["step"] for m in run.metrics()}
+    bar = life.progress(cfg.train.max_iterations, max(done, default=0), enabled=cfg.train.progress)
     prev = 0
     for step in steps:
         path = run.checkpoint_path(step)
         if step not in done:
             log.info("crf: training checkpoint step-%d (%d sequences)", step, len(xseqs))
-            path.mkdir(parents=True, exist_ok=True)
-            trainer = _trainer(cfg, xseqs, yseqs, step)
-            trainer.train(str(path / MODEL_FILE))
-            iters = trainer.logparser.iterations
-            for it in iters:
-                if it["num"] > max(prev, logged):
-                    run.log_train({"step": it["num"], "loss": it["loss"], "active_features": it.get("active_features")})
-            (path / "meta.json").write_text(json.dumps({"iterations": len(iters)}), encoding="utf-8")
-            mark_checkpoint_complete(path)
-            logged = max(logged, max((it["num"] for it in iters), default=0))
+
+            def write_model(path, step=step):
+                nonlocal logged
+                trainer = _trainer(cfg, xseqs, yseqs, step)
+                trainer.train(str(path / MODEL_FILE))
+                iters = trainer.logparser.iterations
+                for it in iters:
+                    if it["num"] > max(prev, logged):
+                        life.log_train(it["num"], loss=it["loss"], active_features=it.get("active_features"))
+                (path / "meta.json").write_text(json.dumps({"iterations": len(iters)}), encoding="utf-8")
+                logged = max(logged, max((it["num"] for it in iters), default=0))
+
+            life.save_checkpoint(step, write_model)
         n_iter = json.loads((path / "meta.json").read_text(encoding="utf-8"))["iterations"]
-        if val_recs and step not in scored:
-            ex = CrfExtractor(task, path / MODEL_FILE, cfg.model.window, cfg.model.single_value)
-            score_checkpoint(run, ex, val_recs, step, extra={"iterations": n_iter}, tracker=tracker)
+        if step not in scored:
+            life.score(step, lambda: CrfExtractor(task, path / MODEL_FILE, cfg.model.window, cfg.model.single_value),
+                       extra={"iterations": n_iter})
         prev = step
+        bar.update(step)
+        life.after_step(step)
         if n_iter < step:  # L-BFGS converged: later checkpoints would be this same model
             log.info("crf: converged after %d iterations", n_iter)
             break
-    if not val_recs:  # nothing to pick by: the newest checkpoint is the model (value unknown)
-        last_step, last_path = run.checkpoints()[-1]
-        run.set_best(last_path.name, last_step, None)  # type: ignore[arg-type]
     summary = {"train_records": len(train_recs), "train_seconds": round(time.perf_counter() - t0, 3)}
-    out = finish_run(run, lambda: load(str(run.root), "best"), cfg, summary)
-    tracker.log_artifacts(run.root)
-    tracker.end()
-    return out
+    return life.finish(lambda: load(str(run.root), "best"), summary)

@@ -83,7 +83,7 @@ def build_model(cfg: EncoderRunConfig, task: Task):
         hf_cfg.hidden_dropout_prob = cfg.model.dropout
     model = _from_pretrained(AutoModelForTokenClassification, cfg.model.name_or_path, config=hf_cfg,
                              ignore_mismatched_sizes=True)
-    if cfg.model.lora:
+    if cfg.lora.enabled:
         model = wrap_lora(model, cfg)
     return model
 
@@ -92,11 +92,11 @@ def wrap_lora(model: Any, cfg: EncoderRunConfig):
     from peft import LoraConfig, TaskType, get_peft_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [m for m in cfg.model.lora_target_modules if m not in present]
+    missing = [m for m in cfg.lora.target_modules if m not in present]
     if missing:
-        raise ValueError(f"model.lora_target_modules: {missing} not found in {cfg.model.name_or_path}")
-    lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha,
-                      lora_dropout=cfg.model.lora_dropout, target_modules=list(cfg.model.lora_target_modules))
+        raise ValueError(f"lora.target_modules: {missing} not found in {cfg.model.name_or_path}")
+    lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.lora.rank, lora_alpha=cfg.lora.alpha,
+                      lora_dropout=cfg.lora.dropout, target_modules=list(cfg.lora.target_modules))
     return get_peft_model(model, lcfg)
 
 
@@ -157,7 +157,7 @@ def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, tr
     if (ckpt / "adapter").exists():
         from peft import PeftModel
 
-        base = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": False})}), task)
+        base = build_model(cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})}), task)
         model = PeftModel.from_pretrained(base, ckpt / "adapter", is_trainable=trainable)
         tok = load_tokenizer(str(ckpt / "adapter"))
         if not trainable:
