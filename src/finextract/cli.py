@@ -32,8 +32,7 @@ console = Console(stderr=False)
 err_console = Console(stderr=True)
 
 
-class UserError(Exception):
-    """An error caused by the user's input: shown without a traceback."""
+from finextract.errors import UserError  # noqa: E402,F401  (commands used to import it from here)
 
 
 def _discover() -> None:
