@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import UserError
 from finextract.tasks import Task
 
 BOM = b"\xef\xbb\xbf"
@@ -44,11 +45,11 @@ class Record:
         return cls(text=obj["text"], values=values, meta=meta)
 
 
-class InputError(ValueError):
+class InputError(UserError, ValueError):
     """A bad input file; the message names the file and the line, row or field."""
 
 
-class OutputError(ValueError):
+class OutputError(UserError, ValueError):
     """An output could not be written (a directory, no permission, a full disk); nothing was left half written."""
 
 
