@@ -211,39 +211,46 @@ def _extract(extractor: Extractor, texts: Iterator[str], input_path: Path, outpu
 
     task = extractor.task
     written = invalid = 0
-    with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, console=Console(stderr=True)) as bar, output_path.open("ab") as out:
-        job = bar.add_task("rows", total=total, completed=done)
-        row = done
-        good_size = out.tell()
-        while True:
-            chunk = [t for _, t in zip(range(batch_size), texts)]
-            if not chunk:
-                break
-            preds = extractor.predict(chunk)
-            if len(preds) != len(chunk):
-                raise RuntimeError(f"model returned {len(preds)} outputs for {len(chunk)} texts")
-            lines = []
-            for text, pred in zip(chunk, preds):
-                invalid += pred is None
-                lines.append(json.dumps({"row": row, "text": text,
-                                         task.record_field: pred if pred is not None else task.empty_output(),
-                                         "valid": pred is not None}, ensure_ascii=False))
-                row += 1
-            try:
-                out.write(("\n".join(lines) + "\n").encode("utf-8"))
-                out.flush()
-                os.fsync(out.fileno())
-            except OSError as exc:
-                try:  # leave complete rows only, so the rerun resumes cleanly
-                    os.ftruncate(out.fileno(), good_size)
-                except OSError:
-                    pass
-                raise OutputError(f"{output_path}: cannot write: {exc.strerror or exc}; {done + written} rows "
-                                  "are saved, rerun the same command to resume") from None
-            good_size += len(("\n".join(lines) + "\n").encode("utf-8"))
-            written += len(chunk)
-            bar.update(job, advance=len(chunk))
+    # a raw descriptor, not a buffered file: a failed write must not be retried by close()
+    fd = os.open(output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      disable=not progress, console=Console(stderr=True)) as bar:
+            job = bar.add_task("rows", total=total, completed=done)
+            row = done
+            good_size = os.lseek(fd, 0, os.SEEK_END)
+            while True:
+                chunk = [t for _, t in zip(range(batch_size), texts)]
+                if not chunk:
+                    break
+                preds = extractor.predict(chunk)
+                if len(preds) != len(chunk):
+                    raise RuntimeError(f"model returned {len(preds)} outputs for {len(chunk)} texts")
+                lines = []
+                for text, pred in zip(chunk, preds):
+                    invalid += pred is None
+                    lines.append(json.dumps({"row": row, "text": text,
+                                             task.record_field: pred if pred is not None else task.empty_output(),
+                                             "valid": pred is not None}, ensure_ascii=False))
+                    row += 1
+                data = ("\n".join(lines) + "\n").encode("utf-8")
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                except OSError as exc:
+                    try:  # leave complete rows only, so the rerun resumes cleanly
+                        os.ftruncate(fd, good_size)
+                    except OSError:
+                        pass
+                    raise OutputError(f"{output_path}: cannot write: {exc.strerror or exc}; {done + written} rows "
+                                      "are saved, rerun the same command to resume") from None
+                good_size += len(data)
+                written += len(chunk)
+                bar.update(job, advance=len(chunk))
+    finally:
+        os.close(fd)
     return BatchSummary(str(input_path), str(output_path), done + written, done, written, invalid)
 
 
