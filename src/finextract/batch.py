@@ -17,9 +17,9 @@ before every check has passed):
    rows are numbered 0..N-1 (a partial last line, the trace of a kill, must look like the
    start of a batch row); anything else is refused, unchanged;
 4. the whole input is validated in one streaming pass (same rules as ``predict``: see
-   :func:`finextract.records.iter_input_texts`), so a bad row 9,000,000 is reported before a
-   single prediction is made; the first and the last already-written rows must hold the same
-   texts as the input;
+   :func:`finextract.records.iter_input_texts`) -- before the lock is taken, so a bad input
+   leaves nothing behind -- and a bad row 9,000,000 is reported before a single prediction is
+   made; the first and the last already-written rows must hold the same texts as the input;
 5. only then is a partial last line cut off (or, with ``--overwrite``, the output emptied) and
    extraction resumes after the last complete row. Each chunk is appended, flushed and
    fsync'ed, so a kill at any point leaves complete rows plus at most one partial line.
@@ -183,10 +183,10 @@ def run_batch(
     if _same_file(input_path, output_path):
         raise OutputError(f"{output_path}: is the input file itself; write the output to another path")
     max_chars = max_chars or extractor.task.max_text_chars
+    total = _count_valid_rows(input_path, text_column, max_chars)  # a bad input leaves no trace at all
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with lock_for(output_path, what="batch output"):
         state = OutputState() if overwrite else inspect_output(output_path)
-        total = _count_valid_rows(input_path, text_column, max_chars)
         if state.done > total:
             raise OutputError(f"{output_path} has {state.done} rows but {input_path} only {total}; "
                               "it was written for another input (use --overwrite or a new output path)")

@@ -11,6 +11,19 @@ import typer
 SET_HELP = "override a config field, e.g. --set train.learning_rate=1e-4 (repeatable; value parsed as YAML)"
 
 
+def _check_data_files(cfg) -> None:
+    """Validate every data file of a run config (the loaders' rules) before anything is written."""
+    from finextract.errors import DataError
+    from finextract.validate import check_file
+
+    task = cfg.load_task()
+    paths = [cfg.data.train, cfg.data.validation, cfg.data.test, *cfg.data.eval_sets.values()]
+    for path in dict.fromkeys(p for p in paths if p is not None):
+        report = check_file(path, task)
+        if report.errors and not (cfg.data.skip_invalid and report.valid_objects):
+            raise DataError(report)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
@@ -29,6 +42,7 @@ def register(app: typer.Typer) -> None:
 
         overrides = list(set_) + ([f"output_dir={output_dir}"] if output_dir else [])
         cfg = load_run_config(config, overrides)
+        _check_data_files(cfg)  # bad data is refused before the run directory is created
         summary = get_backend(cfg.backend).train(cfg)
         console.print_json(json.dumps(summary, default=str))
 
