@@ -23,8 +23,20 @@ class ConfigError(UserError, ValueError):
     """A config file or override that does not validate (the message names the field)."""
 
 
-class RunDirError(UserError):
+class InputError(UserError, ValueError):
+    """A bad value, file or request (a ``ValueError`` too, for callers that catch those)."""
+
+
+class NotFoundError(UserError, FileNotFoundError):
+    """A file or folder the user named does not exist (a ``FileNotFoundError`` too)."""
+
+
+class RunDirError(UserError, ValueError):
     """A run directory that cannot be used: missing/corrupt files, bad checksums, unsafe state."""
+
+
+class RunDirNotFound(RunDirError, FileNotFoundError):
+    """Not a run directory, or no checkpoint in it yet."""
 
 
 class DataError(UserError, ValueError):

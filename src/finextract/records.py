@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finextract.errors import UserError
+from finextract.errors import InputError, NotFoundError, UserError
 from finextract.tasks import Task
 
 BOM = b"\xef\xbb\xbf"
@@ -43,10 +43,6 @@ class Record:
         meta = {k: v for k, v in obj.items() if k not in ("text", task.record_field)}
         values = task.normalize_output(obj.get(task.record_field)) or task.empty_output()
         return cls(text=obj["text"], values=values, meta=meta)
-
-
-class InputError(UserError, ValueError):
-    """A bad input file; the message names the file and the line, row or field."""
 
 
 class OutputError(UserError, ValueError):
@@ -292,7 +288,7 @@ def iter_input_texts(path: str | Path, text_column: str = "text", max_chars: int
     if path.is_dir():
         raise InputError(f"{path}: is a directory, not an input file")
     if not path.exists():
-        raise InputError(f"{path}: no such file")
+        raise NotFoundError(f"{path}: no such file")
     if suffix not in TEXT_SUFFIXES:
         raise InputError(f"{path}: unsupported input format {suffix!r}; use one of {sorted(TEXT_SUFFIXES)}")
     try:

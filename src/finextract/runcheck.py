@@ -26,7 +26,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from finextract.errors import RunDirError
+from finextract.errors import FinextractError, RunDirError
 
 MAX_SAFETENSORS_HEADER = 100 << 20  # the format's own cap (safetensors refuses larger headers)
 MAX_JSON_FILE = 512 << 20
@@ -150,6 +150,8 @@ def check_run(root: str | Path, checkpoint: str | None = None) -> Path | None:
         check_json_file(run.best_path)
     try:
         ckpt = run.resolve_checkpoint(checkpoint)
+    except FinextractError:
+        raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunDirError(f"{root}: cannot choose checkpoint {checkpoint or 'best'!r}: {exc}") from None
     if not ckpt.is_dir():

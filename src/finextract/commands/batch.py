@@ -30,7 +30,7 @@ def register(app: typer.Typer) -> None:
         is checked before the first prediction; a second batch on the same output is refused.
         """
         from finextract.batch import OUTPUT_SUFFIXES, run_batch
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.extractor import load_extractor
         from finextract.records import check_output_path
 

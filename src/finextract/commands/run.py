@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+TRUST_HELP = ("let the model folder run its own Python (transformers trust_remote_code); never taken from "
+              "the run's config.yaml (env: FINEXTRACT_TRUST_REMOTE_CODE=1)")
 SET_HELP = "override a config field, e.g. --set train.learning_rate=1e-4 (repeatable; value parsed as YAML)"
 
 
@@ -24,6 +26,14 @@ def _check_data_files(cfg) -> None:
             raise DataError(report)
 
 
+def _trust_remote_code(flag: bool) -> None:
+    """The user's opt-in, passed to every backend's loader through the environment."""
+    if flag:
+        import os
+
+        os.environ["FINEXTRACT_TRUST_REMOTE_CODE"] = "1"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     def train_cmd(
@@ -36,8 +46,8 @@ def register(app: typer.Typer) -> None:
         Re-running the same command on an unfinished run directory resumes from its last
         complete checkpoint.
         """
-        from finextract.backends import get_backend
-        from finextract.cli import console
+        from finextract.registry import get_backend
+        from finextract.console import console
         from finextract.config import load_run_config
 
         overrides = list(set_) + ([f"output_dir={output_dir}"] if output_dir else [])
@@ -56,15 +66,18 @@ def register(app: typer.Typer) -> None:
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
         max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's "
                                                         "max_text_chars); a longer one is an error"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
     ) -> None:
         """Extract structured fields from texts with a trained run.
 
         Every input is checked before the model runs (same rules as ``batch``); the output file
         is written atomically (a temporary file renamed at the end).
         """
-        from finextract.cli import UserError
+        _trust_remote_code(trust_remote_code)
+        from finextract.errors import UserError
         from finextract.extractor import load_extractor
-        from finextract.records import InputError, check_output_path, read_texts, unicode_problem, write_predictions
+        from finextract.errors import InputError
+        from finextract.records import check_output_path, read_texts, unicode_problem, write_predictions
 
         if output is not None:
             check_output_path(output, (".jsonl", ".json", ".csv"))
@@ -98,9 +111,11 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="write the report JSON here"),
         predictions: Path | None = typer.Option(None, "--predictions", help="also write the predictions JSONL here"),
         skip_invalid: bool = typer.Option(False, help="drop invalid gold records instead of refusing the file"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
-        from finextract.cli import console
+        _trust_remote_code(trust_remote_code)
+        from finextract.console import console
         from finextract.extractor import load_extractor
         from finextract.records import check_output_path, read_records, write_predictions
 

@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from finextract.errors import InputError
+
 _BUILTIN_DIR = Path(__file__).parent
 
 MAX_YAML_BYTES = 1 << 20  # a task or run config is a few kB; 1 MiB leaves room for long rules text
@@ -22,7 +24,7 @@ MAX_YAML_ALIASES = 100  # anchors/aliases (``<<: *defaults``) are allowed, in sm
 MAX_YAML_NODES = 100_000  # nodes after expanding every alias
 
 
-class YamlLimitError(ValueError):
+class YamlLimitError(InputError):
     """A YAML document over the size, alias or expansion limits (e.g. a "billion laughs" file)."""
 
 
@@ -72,20 +74,20 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
 
 
 def safe_load_yaml(text: str, where: str = "YAML") -> Any:
-    """``yaml.safe_load`` with size, alias and expansion limits; every failure is a ``ValueError``
+    """``yaml.safe_load`` with size, alias and expansion limits; every failure is an ``InputError``
     naming ``where`` (a NUL byte or other unreadable character included)."""
     if len(text) > MAX_YAML_BYTES:
         raise YamlLimitError(f"{where}: {len(text)} characters, over the {MAX_YAML_BYTES}-character limit for YAML")
     try:
         loader = _LimitedLoader(text)  # the reader refuses NUL and other control characters here
     except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: not valid YAML: {exc}") from None
+        raise InputError(f"{where}: not valid YAML: {exc}") from None
     try:
         return loader.get_single_data()
     except YamlLimitError as exc:
         raise YamlLimitError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
-        raise ValueError(f"{where}: not valid YAML: {exc}") from None
+        raise InputError(f"{where}: not valid YAML: {exc}") from None
     except RecursionError:
         raise YamlLimitError(f"{where}: nested too deeply") from None
     finally:
@@ -99,11 +101,11 @@ def read_yaml_file(path: str | Path) -> Any:
         with path.open("rb") as fh:
             raw = fh.read(MAX_YAML_BYTES + 1)
     except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValueError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+        raise InputError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     return safe_load_yaml(text, str(path))
 
 
@@ -205,14 +207,14 @@ def task_from_yaml(path: str | Path) -> Task:
     path = Path(path)
     try:
         data = read_yaml_file(path)
-    except ValueError as exc:
-        raise ValueError(f"cannot read task definition: {exc}") from None
+    except InputError as exc:
+        raise InputError(f"cannot read task definition: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a task file must be a YAML mapping")
+        raise InputError(f"{path}: a task file must be a YAML mapping")
     try:
         return Task.model_validate(data)
     except Exception as exc:  # pydantic.ValidationError
-        raise ValueError(f"{path}: invalid task definition:\n{exc}") from exc
+        raise InputError(f"{path}: invalid task definition:\n{exc}") from exc
 
 
 @lru_cache(maxsize=None)
@@ -230,7 +232,7 @@ def load_task(task: "str | Path | Task") -> Task:
     path = Path(name)
     if path.suffix in {".yaml", ".yml"} and path.exists():
         return task_from_yaml(path)
-    raise ValueError(
+    raise InputError(
         f"unknown task {name!r}: use one of {builtin_task_names()} or a path to a task YAML file"
     )
 
