@@ -456,6 +456,15 @@ class SkeletonTables:
                     self.close_index.setdefault(b[:q], []).append((tid, outs))
                     self.max_close_prefix = max(self.max_close_prefix, q)
         self.close_prefixes = {u[:k] for u in self.close_index for k in range(len(u) + 1)}
+        # text-independent outcomes as arrays (tid, to, tag, nk); spills stay per text
+        self.close_pos: dict[bytes, np.ndarray] = {}
+        self.close_spill: dict[bytes, list[tuple[int, int, tuple]]] = {}
+        for u, entries in self.close_index.items():
+            pos = [(tid, out[1], key, out[2]) for tid, outs in entries for key, out in outs if out[0] == "pos"]
+            self.close_pos[u] = np.array(pos, dtype=np.int64).reshape(-1, 4)
+            self.close_spill[u] = [(tid, key, out) for tid, outs in entries for key, out in outs if out[0] != "pos"]
+        lt = np.array(self.lit_transitions, dtype=np.int64).reshape(-1, 4)
+        self.lit_rows = np.stack([lt[:, 0], lt[:, 1], lt[:, 2], np.full(len(lt), -1), lt[:, 3]], 1)
         self.content_prefixes = {b[:k] for b in vocab.by_bytes for k in range(1, len(b) + 1)}
 
     @classmethod
@@ -521,41 +530,59 @@ class TextTransitions:
         self.n_positions = tables.C0 + n + 1
         C0, VS = tables.C0, tables.VS
         by_bytes = tables.vocab.by_bytes
-        cpre, clpre, cidx = tables.content_prefixes, tables.close_prefixes, tables.close_index
-        rows: list[tuple[int, int, int, int, int]] = []  # tok, frm, to, tag, nk
-        vs_close: set[tuple[int, int, int, int]] = set()
+        cpre, clpre, cpos = tables.content_prefixes, tables.close_prefixes, tables.close_pos
+        c_tid: list[int] = []
+        c_p: list[int] = []
+        c_len: list[int] = []
+        close_at: dict[bytes, list[int]] = {}  # content part u -> start positions where u closes
         for p in range(n + 1):
-            # pure content: token bytes == E[p:p+l]
-            for ln in range(1, n - p + 1):
+            for ln in range(1, n - p + 1):  # pure content: token bytes == E[p:p+l]
                 piece = E[p:p + ln]
                 if piece not in cpre:
                     break
-                for tid in by_bytes.get(piece, ()):
-                    rows.append((tid, C0 + p, C0 + p + ln, -1, -1))
-                    if bnd[p]:
-                        rows.append((tid, VS, C0 + p + ln, -1, -1))
-            # closing: E[p:p+l] + '"' + skeleton, with p+l a unit boundary
-            for ln in range(0, n - p + 1):
+                ids = by_bytes.get(piece)
+                if ids:
+                    for tid in ids:
+                        c_tid.append(tid)
+                        c_p.append(p)
+                        c_len.append(ln)
+            for ln in range(0, n - p + 1):  # closing: E[p:p+l] + '"' + skeleton, p+l a unit boundary
                 u = E[p:p + ln]
                 if u not in clpre:
                     break
-                if not bnd[p + ln]:
-                    continue
-                for tid, outs in cidx.get(u, ()):
-                    for key, out in outs:
-                        for to, nk in self._resolve(out, g):
-                            rows.append((tid, C0 + p, to, key, nk))
-                            if bnd[p]:
-                                vs_close.add((tid, to, key, nk))
-        rows.extend((tid, VS, to, key, nk) for tid, to, key, nk in vs_close)
-        for tid, frm, to, nk in tables.lit_transitions:
-            rows.append((tid, frm, to, -1, nk))
-        for tid, frm, key, rest in tables.spills:
-            for to, nk in self._resolve(("spill", key, rest), g):
-                rows.append((tid, frm, to, -1, nk))
-        rows.sort()  # by token id: the first maximum of a step is the smallest token id
-        arr = np.array(rows, dtype=np.int64).reshape(-1, 5)
-        self.tok, self.frm, self.to, self.tag, self.nk = (arr[:, k].copy() for k in range(5))
+                if bnd[p + ln] and u in cpos:
+                    close_at.setdefault(u, []).append(p)
+        bmask = np.frombuffer(bytes(bnd), dtype=np.uint8).astype(bool)
+        ct, cp, cl = (np.array(x, dtype=np.int64) for x in (c_tid, c_p, c_len))
+        at_b = bmask[cp] if len(cp) else np.zeros(0, dtype=bool)
+        blocks = [np.stack([ct, C0 + cp, C0 + cp + cl, np.full(len(ct), -1), np.full(len(ct), -1)], 1),
+                  np.stack([ct[at_b], np.full(int(at_b.sum()), VS), C0 + (cp + cl)[at_b],
+                            np.full(int(at_b.sum()), -1), np.full(int(at_b.sum()), -1)], 1),
+                  tables.lit_rows]
+        for u, starts in close_at.items():
+            arr = cpos[u]  # (tid, to, tag, nk)
+            if len(arr):
+                st = np.array(starts, dtype=np.int64)
+                k = len(arr)
+                rep = np.tile(arr, (len(st), 1))
+                blocks.append(np.stack([rep[:, 0], np.repeat(C0 + st, k), rep[:, 1], rep[:, 2], rep[:, 3]], 1))
+                if bmask[st].any():  # the same closings from a value's start (deduplicated: u fixes them)
+                    blocks.append(np.stack([arr[:, 0], np.full(k, VS), arr[:, 1], arr[:, 2], arr[:, 3]], 1))
+            for tid, key, out in tables.close_spill.get(u, ()):
+                for to, nk in self._resolve(out, g):
+                    for p in starts:
+                        blocks.append(np.array([[tid, C0 + p, to, key, nk]], dtype=np.int64))
+                    if any(bnd[p] for p in starts):
+                        blocks.append(np.array([[tid, VS, to, key, nk]], dtype=np.int64))
+        memo: dict[tuple[int, bytes], list[tuple[int, int]]] = {}
+        for tid, frm, key, rest in tables.spills:  # literal, then value content: the text decides
+            hit = memo.get((key, rest))
+            if hit is None:
+                hit = memo[(key, rest)] = self._resolve(("spill", key, rest), g)
+            for to, nk in hit:
+                blocks.append(np.array([[tid, frm, to, -1, nk]], dtype=np.int64))
+        arr = np.concatenate(blocks, 0)
+        self.tok, self.frm, self.to, self.tag, self.nk = (np.ascontiguousarray(arr[:, k]) for k in range(5))
 
     def _resolve(self, out: tuple, g: TextGrammar) -> list[tuple[int, int]]:
         """(to, nk) pairs of a skeleton outcome; spills are walked through this text's grammar."""
@@ -563,6 +590,13 @@ class TextTransitions:
             return [(out[1], out[2])]
         _, key, rest = out
         t = self.tables
+        if QUOTE not in rest:  # content only: every occurrence that starts on a unit boundary
+            hits, i = [], g.E.find(rest)
+            while i >= 0:
+                if g.boundary[i]:
+                    hits.append((t.C0 + i + len(rest), key))
+                i = g.E.find(rest, i + 1)
+            return hits
         state = g._enter("str", key)
         for idx, c in enumerate(rest):
             nxt = g.step(state, c)

@@ -319,6 +319,7 @@ class ExtractionEngine:
         """Counters for tests and benchmarks (forwards, prefix computations, timings in s)."""
         self.stats = {"forwards": 0, "slots": 0, "fallbacks": 0, "prefix_computes": 0, "steps": 0,
                       "rows_stepped": 0, "t_prep": 0.0, "t_forward": 0.0, "t_mask": 0.0, "texts_prepared": 0}
+        self.prep_times: dict[str, float] = {}  # text -> seconds of host constraint work (device path)
 
     def _refresh_copy(self) -> None:
         """A cast copy goes stale when the caller's weights change: copy again."""
@@ -424,7 +425,9 @@ class ExtractionEngine:
             if t not in store:
                 t0 = time.perf_counter()
                 store[t] = TextTransitions(t, self._tables)  # type: ignore[arg-type]
-                self.stats["t_prep"] += time.perf_counter() - t0
+                dt = time.perf_counter() - t0
+                self.stats["t_prep"] += dt
+                self.prep_times[t] = dt
                 self.stats["texts_prepared"] += 1
             yield None
 
