@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError, NotFoundError
 from finextract.extractor import Extractor
 
 
@@ -42,7 +43,7 @@ def iter_texts(path: Path, text_column: str = "text", chunk_rows: int = 1024) ->
     """Yield texts one by one without loading the file (Parquet: ``chunk_rows`` rows at a time)."""
     suffix = path.suffix.lower()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise NotFoundError(f"{path}: no such file")
     if suffix in (".jsonl", ".json"):
         with path.open("rb") as fh:
             for lineno, raw in enumerate(fh, start=1):
@@ -51,15 +52,15 @@ def iter_texts(path: Path, text_column: str = "text", chunk_rows: int = 1024) ->
                 try:
                     obj = json.loads(raw)
                 except ValueError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON: {exc}") from exc
+                    raise InputError(f"{path}:{lineno}: not valid JSON: {exc}") from exc
                 if not isinstance(obj, dict) or not isinstance(obj.get(text_column), str):
-                    raise ValueError(f"{path}:{lineno}: expected an object with a string {text_column!r}")
+                    raise InputError(f"{path}:{lineno}: expected an object with a string {text_column!r}")
                 yield obj[text_column]
     elif suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             if reader.fieldnames is None or text_column not in reader.fieldnames:
-                raise ValueError(f"{path}: no column {text_column!r} (columns: {reader.fieldnames})")
+                raise InputError(f"{path}: no column {text_column!r} (columns: {reader.fieldnames})")
             for row in reader:
                 yield row[text_column] or ""
     elif suffix == ".parquet":
@@ -67,7 +68,7 @@ def iter_texts(path: Path, text_column: str = "text", chunk_rows: int = 1024) ->
 
         pf = pq.ParquetFile(path)
         if text_column not in pf.schema_arrow.names:
-            raise ValueError(f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names})")
+            raise InputError(f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names})")
         for batch in pf.iter_batches(batch_size=chunk_rows, columns=[text_column]):
             for t in batch.column(0).to_pylist():
                 yield t or ""
@@ -77,7 +78,7 @@ def iter_texts(path: Path, text_column: str = "text", chunk_rows: int = 1024) ->
                 if line.strip():
                     yield line.rstrip("\n")
     else:
-        raise ValueError(f"{path}: unsupported input format {suffix!r}; use .jsonl, .csv, .tsv, .parquet or .txt")
+        raise InputError(f"{path}: unsupported input format {suffix!r}; use .jsonl, .csv, .tsv, .parquet or .txt")
 
 
 def count_rows(path: Path, text_column: str = "text") -> int | None:
@@ -127,7 +128,7 @@ def recover_output(path: Path) -> tuple[int, str | None]:
         lines = fh.read(cut - start).splitlines()
     last = json.loads(lines[-1])
     if not isinstance(last, dict) or "row" not in last:
-        raise ValueError(f"{path}: not a finextract batch output (no 'row' field); use --overwrite or a new path")
+        raise InputError(f"{path}: not a finextract batch output (no 'row' field); use --overwrite or a new path")
     return int(last["row"]) + 1, last.get("text")
 
 
@@ -143,9 +144,9 @@ def run_batch(
     """Extract every row of ``input_path`` into ``output_path`` (JSONL), resuming where it stopped."""
     input_path, output_path = Path(input_path), Path(output_path)
     if output_path.suffix.lower() not in (".jsonl", ".json"):
-        raise ValueError(f"{output_path}: batch output must be .jsonl (appendable, resumable)")
+        raise InputError(f"{output_path}: batch output must be .jsonl (appendable, resumable)")
     if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
+        raise InputError("batch_size must be >= 1")
     if overwrite and output_path.exists():
         output_path.unlink()
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,10 +159,10 @@ def run_batch(
         try:
             t = next(texts)
         except StopIteration:
-            raise ValueError(f"{output_path} has {done} rows but {input_path} only {i}; "
+            raise InputError(f"{output_path} has {done} rows but {input_path} only {i}; "
                              "it was written for another input (use --overwrite)") from None
         if i == done - 1 and last_text is not None and t != last_text:
-            raise ValueError(f"{output_path}: row {i} was written for a different text than {input_path} row {i}; "
+            raise InputError(f"{output_path}: row {i} was written for a different text than {input_path} row {i}; "
                              "it belongs to another input (use --overwrite or a new output path)")
 
     from rich.console import Console

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError, NotFoundError
 from finextract.tasks import Task
 
 
@@ -63,7 +64,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             try:
                 obj = json.loads(raw.decode("utf-8"))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{path}:{lineno}: not valid UTF-8 JSON: {exc}") from exc
+                raise InputError(f"{path}:{lineno}: not valid UTF-8 JSON: {exc}") from exc
             yield lineno, obj
 
 
@@ -95,30 +96,30 @@ def read_texts(path: str | Path, text_column: str = "text") -> list[str]:
     path = Path(path)
     suffix = path.suffix.lower()
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise NotFoundError(f"{path}: no such file")
     if suffix in (".jsonl", ".json"):
         texts = []
         for lineno, obj in iter_jsonl(path):
             if not isinstance(obj, dict) or not isinstance(obj.get(text_column), str):
-                raise ValueError(f"{path}:{lineno}: expected an object with a string {text_column!r}")
+                raise InputError(f"{path}:{lineno}: expected an object with a string {text_column!r}")
             texts.append(obj[text_column])
         return texts
     if suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
             if reader.fieldnames is None or text_column not in reader.fieldnames:
-                raise ValueError(f"{path}: no column {text_column!r} (columns: {reader.fieldnames})")
+                raise InputError(f"{path}: no column {text_column!r} (columns: {reader.fieldnames})")
             return [row[text_column] or "" for row in reader]
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         table = pq.read_table(path)
         if text_column not in table.column_names:
-            raise ValueError(f"{path}: no column {text_column!r} (columns: {table.column_names})")
+            raise InputError(f"{path}: no column {text_column!r} (columns: {table.column_names})")
         return [t or "" for t in table.column(text_column).to_pylist()]
     if suffix == ".txt":
         return [line.rstrip("\n") for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    raise ValueError(f"{path}: unsupported input format {suffix!r}; use one of {sorted(TEXT_SUFFIXES)}")
+    raise InputError(f"{path}: unsupported input format {suffix!r}; use one of {sorted(TEXT_SUFFIXES)}")
 
 
 def write_predictions(
@@ -150,7 +151,7 @@ def read_predictions(path: str | Path, task: Task) -> list[tuple[str, dict[str, 
     out: list[tuple[str, dict[str, Any] | None]] = []
     for lineno, obj in iter_jsonl(path):
         if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-            raise ValueError(f"{path}:{lineno}: expected an object with a string 'text'")
+            raise InputError(f"{path}:{lineno}: expected an object with a string 'text'")
         pred = None if obj.get("valid") is False else task.normalize_output(obj.get(task.record_field))
         out.append((obj["text"], pred))
     return out

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from finextract.errors import DataError  # noqa: F401  (defined in errors.py; importable from here)
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -63,20 +64,6 @@ class CheckReport:
             f"{self.n_invalid_records} invalid" + (f" ({why})" if why else "")
             + f", {len(self.warnings)} warnings"
         )
-
-
-class DataError(ValueError):
-    """Raised when loading refuses invalid data; the message lists the first problems."""
-
-    def __init__(self, report: CheckReport, limit: int = 10):
-        self.report = report
-        lines = [str(p) for p in report.errors[:limit]]
-        more = len(report.errors) - limit
-        if more > 0:
-            lines.append(f"... and {more} more errors")
-        lines.append("Fix the data, run `finextract data check FILE --task T` for the full list, "
-                     "or pass --skip-invalid (data.skip_invalid: true) to drop bad records.")
-        super().__init__(f"{report.summary()}\n" + "\n".join(lines))
 
 
 def log_skipped(report: CheckReport) -> None:

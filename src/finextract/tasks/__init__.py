@@ -15,6 +15,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from finextract.errors import InputError
+
 _BUILTIN_DIR = Path(__file__).parent
 
 
@@ -117,13 +119,13 @@ def task_from_yaml(path: str | Path) -> Task:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read task definition: {exc}") from exc
+        raise InputError(f"{path}: cannot read task definition: {exc}") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a task file must be a YAML mapping")
+        raise InputError(f"{path}: a task file must be a YAML mapping")
     try:
         return Task.model_validate(data)
     except Exception as exc:  # pydantic.ValidationError
-        raise ValueError(f"{path}: invalid task definition:\n{exc}") from exc
+        raise InputError(f"{path}: invalid task definition:\n{exc}") from exc
 
 
 @lru_cache(maxsize=None)
@@ -141,7 +143,7 @@ def load_task(task: "str | Path | Task") -> Task:
     path = Path(name)
     if path.suffix in {".yaml", ".yml"} and path.exists():
         return task_from_yaml(path)
-    raise ValueError(
+    raise InputError(
         f"unknown task {name!r}: use one of {builtin_task_names()} or a path to a task YAML file"
     )
 

@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.tasks import Task
 
 CHUNKS = "__FINEXTRACT_CHUNKS__"  # where the per-text unit list goes in a template
@@ -140,7 +141,7 @@ def prompt_pieces(tokenizer: Any, task: Task, style: str, enable_thinking: bool 
     marker = "\u2063FINEXTRACT_TEXT\u2063"
     full = render_prompt(tokenizer, task, style, marker, enable_thinking)
     if full.count(marker) != 1:
-        raise ValueError(f"the chat template does not show the user text verbatim (style {style!r})")
+        raise InputError(f"the chat template does not show the user text verbatim (style {style!r})")
     before, after = full.split(marker)
     return {"before": before, "after": after}
 
@@ -154,8 +155,10 @@ def export_grammar(run_dir: str | Path, out_dir: str | Path | None = None) -> di
     run = RunDir(Path(run_dir))
     cfg = CausalRunConfig.model_validate(run.read_config())
     task = cfg.load_task()
-    if cfg.prompt.style == "two-step":
-        raise ValueError(f"{run.root}: prompt style 'two-step' writes free analysis before the JSON; "
+    from finextract.prompts import get_style
+
+    if get_style(cfg.prompt.style).answer_marker:
+        raise InputError(f"{run.root}: prompt style {cfg.prompt.style!r} writes free analysis before the JSON; "
                          "export a json-only or minimal run (the grammar covers the JSON answer only)")
     out = Path(out_dir) if out_dir else run.root / "grammar"
     out.mkdir(parents=True, exist_ok=True)
@@ -209,5 +212,29 @@ an xgrammar backend.
 """
 
 
-__all__ = ["value_units", "lark_template", "ebnf_template", "fill_lark", "fill_ebnf", "lark_for_text",
+def register(app: Any) -> None:
+    """``finextract export-grammar`` (a causal_lm backend command)."""
+    import typer
+
+    @app.command("export-grammar")
+    def export_grammar_cmd(
+        run_dir: Path = typer.Argument(..., help="trained causal_lm run directory"),
+        out: Path = typer.Option(None, "--out", "-o", help="output folder (default: RUN_DIR/grammar)"),
+    ) -> None:
+        """Write the run's constraint as grammars vLLM / SGLang can enforce, plus the prompt.
+
+        The constraint (fixed JSON skeleton, every value a verbatim piece of the input)
+        depends on each input text, so the export is a template and a recipe:
+        grammar.lark (llguidance, `substring_chunks`), grammar.ebnf (xgrammar,
+        `Substring`), prompt.json (the chat-templated prompt around the text),
+        build_grammar.py (fills a template for one text, no finextract needed),
+        request_example.json (a vLLM /v1/completions body with `structured_outputs`)
+        and README.md. See docs/decoding.md.
+        """
+        from finextract.console import console
+
+        console.print_json(json.dumps(export_grammar(run_dir, out)))
+
+
+__all__ = ["register", "value_units", "lark_template", "ebnf_template", "fill_lark", "fill_ebnf", "lark_for_text",
            "ebnf_for_text", "prompt_pieces", "export_grammar", "CHUNKS"]
