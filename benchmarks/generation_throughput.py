@@ -190,9 +190,13 @@ def _values_ok(results, texts) -> bool:
                for r, t in zip(results, texts) if r.parsed)
 
 
+PREP_WORKERS = 0
+
+
 def time_engine(model, tok, task, render, texts, batch: int, max_new: int, warm: list[str]) -> dict:
     """Calls of ``batch`` texts each; latency = one call's wall time (that batch's descriptors)."""
-    eng = ExtractionEngine(model, tok, task, render, constrained=True, max_new_tokens=max_new, batch_size=batch)
+    eng = ExtractionEngine(model, tok, task, render, constrained=True, max_new_tokens=max_new, batch_size=batch,
+                           prep_workers=PREP_WORKERS, cache_texts=0)
     eng.extract(warm[:batch])  # warm-up: vocabulary tables, prefix K/V, allocator
     eng.reset_stats()
     lat, results = [], []
@@ -218,7 +222,8 @@ def time_engine(model, tok, task, render, texts, batch: int, max_new: int, warm:
             "host_prep_ms_per_text_p99": 1000 * _pct(prep, 0.99) if prep else None,
             "host_mask_us_per_token_p50": 1e6 * _pct(per_tok, 0.5) if per_tok else None,
             "host_mask_us_per_token_p99": 1e6 * _pct(per_tok, 0.99) if per_tok else None,
-            "host_prep_share_of_wall": st["t_prep"] / t_all,
+            "host_prep_share_of_wall": st["t_prep"] / t_all, "prep_workers": PREP_WORKERS,
+            "prep_wall_share": st["t_prep_wall"] / t_all,
             "valid_rate": sum(r.parsed is not None for r in results) / len(results),
             "all_values_substrings": _values_ok(results, texts), "prefix_tokens": len(eng._shared_prefix()),
             "prefix_computes": st["prefix_computes"],
@@ -230,10 +235,10 @@ def time_engine(model, tok, task, render, texts, batch: int, max_new: int, warm:
 def profile_engine(model, tok, task, render, texts, batch: int, max_new: int) -> dict:
     """Synchronised pass: device time of the forward vs the constraint ops, per decode step."""
     eng = ExtractionEngine(model, tok, task, render, constrained=True, max_new_tokens=max_new, batch_size=batch,
-                           profile=True)
+                           profile=True, cache_texts=0)
     eng.extract(texts[:batch])
     eng.reset_stats()
-    eng.extract(texts[:batch])
+    eng.extract(texts[batch:2 * batch])
     st = eng.stats
     steps = max(1, st["steps"])
     fwd = st["t_forward"] / max(1, st["forwards"])
@@ -288,9 +293,11 @@ def main() -> None:
     ap.add_argument("--max-new", type=int, default=160)
     ap.add_argument("--prompt-tokens", type=int, default=800)
     ap.add_argument("--trained", default=None, help="folder: merged HF model + tokenizer + texts.json")
+    ap.add_argument("--prep-workers", type=int, default=0, help="worker processes for per-text tables")
     ap.add_argument("--cpu-smoke", action="store_true", help="run on CPU (code-path check, not a measurement)")
     args = ap.parse_args()
-    global DEVICE
+    global DEVICE, PREP_WORKERS
+    PREP_WORKERS = args.prep_workers
     if args.cpu_smoke:
         DEVICE = "cpu"
     elif not torch.cuda.is_available():
@@ -329,7 +336,7 @@ def main() -> None:
         ttexts = (meta["texts"] * reps)[:args.engine_n + 2 * args.big_batch]
         body, head = flops_per_token(model)
         row = bench_model("trained", model, ttok, task, trender, ttexts, args, rate, body, head)
-        eng = ExtractionEngine(model, ttok, task, trender, max_new_tokens=args.max_new, batch_size=64)
+        eng = ExtractionEngine(model, ttok, task, trender, max_new_tokens=args.max_new, batch_size=64, cache_texts=0)
         got = eng.extract(meta["texts"])
         row["trained_exact_match"] = sum(r.parsed == g for r, g in zip(got, meta["gold"])) / len(meta["gold"])
         row["prompt_style"] = style

@@ -190,3 +190,19 @@ def test_no_module_global_attention_state(lm):
     ids = torch.tensor([tok.encode("SQ *CAFE NY", add_special_tokens=False)])
     with torch.no_grad():
         assert torch.allclose(a.model(input_ids=ids).logits, model(input_ids=ids).logits, atol=1e-5)
+
+
+def test_tables_built_by_worker_processes_are_the_same(lm):
+    """prep_workers builds the per-text tables in forked processes: same output; tables kept across calls."""
+    model, tok = lm
+    texts = [f"{t} {i}" for i in range(6) for t in TEXTS]  # >= 16 new texts, so the pool is used
+    inline = ExtractionEngine(model, tok, "merchant", _render(tok), max_new_tokens=30, batch_size=16)
+    pooled = ExtractionEngine(model, tok, "merchant", _render(tok), max_new_tokens=30, batch_size=16,
+                              prep_workers=2)
+    try:
+        assert [r.raw for r in pooled.extract(texts)] == [r.raw for r in inline.extract(texts)]
+        assert pooled.stats["t_prep_wall"] > 0 and pooled.stats["texts_prepared"] == len(set(texts))
+        pooled.extract(texts[:5])
+        assert pooled.stats["texts_prepared"] == len(set(texts))  # cached: nothing rebuilt
+    finally:
+        pooled.close()

@@ -581,8 +581,21 @@ class TextTransitions:
                 hit = memo[(key, rest)] = self._resolve(("spill", key, rest), g)
             for to, nk in hit:
                 blocks.append(np.array([[tid, frm, to, -1, nk]], dtype=np.int64))
-        arr = np.concatenate(blocks, 0)
+        self._set(np.concatenate(blocks, 0).astype(np.int32))
+
+    def _set(self, arr: np.ndarray) -> None:
         self.tok, self.frm, self.to, self.tag, self.nk = (np.ascontiguousarray(arr[:, k]) for k in range(5))
+
+    def arrays(self) -> np.ndarray:
+        """The transitions as one ``[R, 5]`` int32 array (tok, frm, to, tag, nk)."""
+        return np.stack([self.tok, self.frm, self.to, self.tag, self.nk], 1)
+
+    @classmethod
+    def from_arrays(cls, tables: SkeletonTables, n_positions: int, arr: np.ndarray) -> "TextTransitions":
+        self = cls.__new__(cls)
+        self.tables, self.n_positions = tables, n_positions
+        self._set(arr)
+        return self
 
     def _resolve(self, out: tuple, g: TextGrammar) -> list[tuple[int, int]]:
         """(to, nk) pairs of a skeleton outcome; spills are walked through this text's grammar."""

@@ -224,6 +224,19 @@ def weights_version(model: torch.nn.Module) -> int:
 
 
 # ------------------------------------------------------------------------------- engine
+_WORKER_TABLES: SkeletonTables | None = None  # set in the parent just before the pool forks
+
+
+def _build_transitions(texts: list[str]) -> list[tuple[str, int, Any, float]]:
+    """Worker side of ``prep_workers``: arrays only (the tables stay in each process)."""
+    out = []
+    for t in texts:
+        t0 = time.perf_counter()
+        tt = TextTransitions(t, _WORKER_TABLES)  # type: ignore[arg-type]
+        out.append((t, tt.n_positions, tt.arrays(), time.perf_counter() - t0))
+    return out
+
+
 class _Seq:
     """Decoding bookkeeping for one text in a batch."""
 
@@ -265,7 +278,8 @@ class ExtractionEngine:
                  jump_forward: bool = False, prefix_cache: bool = True, topk: int = 8,
                  analysis_max_tokens: int | None = None, marker_suffix: str = "\n",
                  json_separators: tuple[str, str] = (",", ":"), progress: bool = False,
-                 device_constraint: bool = True, sync_every: int = 4, profile: bool = False) -> None:
+                 device_constraint: bool = True, sync_every: int = 4, profile: bool = False,
+                 prep_workers: int = 0, cache_texts: int = 1024) -> None:
         if max_new_tokens < 1 or batch_size < 1:
             raise ValueError("max_new_tokens and batch_size must be at least 1")
         self.task = load_task(task)
@@ -284,6 +298,10 @@ class ExtractionEngine:
         self.device_constraint = device_constraint
         self.sync_every = max(1, sync_every)
         self.profile = profile
+        self.prep_workers = prep_workers
+        self.cache_texts = cache_texts
+        self._pool: Any = None
+        self._transitions: dict[str, TextTransitions] = {}  # per-text tables, kept across calls
         p = next(model.parameters())
         self._source = model
         self._want = (dtype, device)
@@ -318,7 +336,7 @@ class ExtractionEngine:
     def reset_stats(self) -> None:
         """Counters for tests and benchmarks (forwards, prefix computations, timings in s)."""
         self.stats = {"forwards": 0, "slots": 0, "fallbacks": 0, "prefix_computes": 0, "steps": 0,
-                      "rows_stepped": 0, "t_prep": 0.0, "t_forward": 0.0, "t_mask": 0.0, "texts_prepared": 0}
+                      "rows_stepped": 0, "t_prep": 0.0, "t_prep_wall": 0.0, "t_forward": 0.0, "t_mask": 0.0, "texts_prepared": 0}
         self.prep_times: dict[str, float] = {}  # text -> seconds of host constraint work (device path)
 
     def _refresh_copy(self) -> None:
@@ -393,7 +411,7 @@ class ExtractionEngine:
             bar.start()
             task_id = bar.add_task("extracting", total=len(texts))
         try:
-            prepared: dict[str, TextTransitions] = {}
+            prepared = self._transitions
             if on_device:
                 for _ in self._prepare(prepared, [texts[i] for i in batches[0]]):
                     pass
@@ -413,23 +431,60 @@ class ExtractionEngine:
         finally:
             if bar is not None:
                 bar.stop()
+            while len(self._transitions) > self.cache_texts:  # oldest first (dicts keep insertion order)
+                self._transitions.pop(next(iter(self._transitions)))
         return results  # type: ignore[return-value]
 
     def _prepare(self, store: dict[str, TextTransitions], texts: list[str]) -> Iterator[None]:
-        """Build each text's transition tables into ``store``, yielding after each text.
+        """Build each text's transition tables into ``store``, yielding between pieces of work.
 
-        The decode loop pulls a few texts per step, so the next batch is ready (host work)
-        while the device runs the current one.
+        The decode loop pulls this generator a few times per step, so the next batch's
+        tables are built (host work) while the device runs the current batch. With
+        ``prep_workers`` > 0 the texts go to a pool of forked worker processes instead
+        and the generator only polls for their results.
         """
-        for t in texts:
-            if t not in store:
-                t0 = time.perf_counter()
-                store[t] = TextTransitions(t, self._tables)  # type: ignore[arg-type]
-                dt = time.perf_counter() - t0
-                self.stats["t_prep"] += dt
-                self.prep_times[t] = dt
-                self.stats["texts_prepared"] += 1
+        todo = [t for t in dict.fromkeys(texts) if t not in store]
+        pool = self._prep_pool() if len(todo) >= 16 else None
+        if pool is not None:
+            t0 = time.perf_counter()
+            step = max(8, -(-len(todo) // (4 * self.prep_workers)))
+            futs = [pool.submit(_build_transitions, todo[i:i + step]) for i in range(0, len(todo), step)]
+            while not all(f.done() for f in futs):
+                yield None
+            for f in futs:
+                for text, n_pos, arr, dt in f.result():
+                    store[text] = TextTransitions.from_arrays(self._tables, n_pos, arr)  # type: ignore[arg-type]
+                    self.prep_times[text] = dt
+                    self.stats["texts_prepared"] += 1
+            self.stats["t_prep_wall"] += time.perf_counter() - t0
+            return
+        for t in todo:
+            t0 = time.perf_counter()
+            store[t] = TextTransitions(t, self._tables)  # type: ignore[arg-type]
+            dt = time.perf_counter() - t0
+            self.stats["t_prep"] += dt
+            self.prep_times[t] = dt
+            self.stats["texts_prepared"] += 1
             yield None
+
+    def _prep_pool(self):
+        """Forked workers for table building (they run plain Python and numpy, never CUDA)."""
+        if self.prep_workers <= 0:
+            return None
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            global _WORKER_TABLES
+            _WORKER_TABLES = self._tables
+            self._pool = ProcessPoolExecutor(self.prep_workers, mp_context=multiprocessing.get_context("fork"))
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the table-building workers, if any."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
 
     # ------------------------------------------------------------------ batch, device constraint
     @torch.inference_mode()
