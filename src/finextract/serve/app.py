@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from finextract.extractor import Extractor
-from finextract.records import loads_strict
+from finextract.strictjson import loads_strict
 from finextract.serve.batcher import MicroBatcher, ModelFailure
 from finextract.serve.config import ServeConfig, load_api_key
 from finextract.serve.metrics import ServeMetrics
