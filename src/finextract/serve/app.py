@@ -276,8 +276,7 @@ def create_app(config: ServeConfig, extractor: Extractor | None = None) -> FastA
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # last resort: keep JSON shape
-        log.error("unhandled %s on %s: %s", type(exc).__name__, request.url.path, exc,
-                  exc_info=log.isEnabledFor(logging.DEBUG))
+        log.exception("unhandled error on %s", request.url.path)  # the traceback goes to the log only
         return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)
 
     return app
