@@ -256,3 +256,16 @@ def test_served_process_logs_json_lines_without_texts_or_tracebacks(toy_run, tmp
     assert statuses.count(200) == 1 and statuses.count(499) == 3 and statuses.count(400) == 1, access
     assert all({"time", "client", "method", "path", "status", "ms"} <= set(row) for row in access)
     assert any(row.get("n_texts") == 1 for row in access)
+
+
+def test_access_log_has_texts_only_when_asked(toy_run, caplog):
+    for log_texts in (False, True):
+        caplog.clear()
+        cfg = ServeConfig(run_dir=str(toy_run), port=0, access_log=True, log_texts=log_texts)
+        with caplog.at_level("INFO", logger="finextract.access"), BackgroundServer(cfg) as url:
+            assert httpx.post(f"{url}/v1/extract", json={"texts": ["MEMO ONE 123", "MEMO TWO 456"]}).status_code == 200
+        rows = [json.loads(r.getMessage()) for r in caplog.records if r.name == "finextract.access"]
+        row = next(r for r in rows if r["path"] == "/v1/extract")
+        assert row["status"] == 200 and row["n_texts"] == 2 and row["body_bytes"] > 0
+        assert ("MEMO ONE 123" in json.dumps(rows)) is log_texts
+        assert row.get("texts") == (["MEMO ONE 123", "MEMO TWO 456"] if log_texts else None)
