@@ -24,7 +24,7 @@ from typing import Any
 from finextract.errors import InputError, NotFoundError, UserError
 from finextract.tasks import Task
 
-from finextract.strictjson import BOM, loads_strict, unicode_problem  # noqa: F401  (re-exported)
+from finextract.strictjson import BOM, MAX_JSON_NUMBER_DIGITS, loads_strict, unicode_problem  # noqa: F401
 
 
 @dataclass

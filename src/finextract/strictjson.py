@@ -1,7 +1,7 @@
-"""Strict JSON decoding and clean-text checks shared by every reader (files and HTTP bodies).
+"""Strict JSON and clean-text checks every reader shares (a leaf module: no project imports).
 
-A leaf of the shared layer (standard library only), so the record readers, the validator, the
-run-directory check and the server all apply the same rules without importing each other.
+Kept apart from ``records`` so that ``validate`` and ``records`` can both use them without
+importing each other.
 """
 
 from __future__ import annotations

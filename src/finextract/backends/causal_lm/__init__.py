@@ -42,8 +42,10 @@ def load(source: str, checkpoint: str | None = None, **kwargs: Any):
 
 def _commands(app: Any) -> None:
     from finextract.backends.causal_lm.export import register
+    from finextract.backends.causal_lm.grammar_export import register as register_grammar
 
     register(app)
+    register_grammar(app)
 
 
 register_backend(Backend(name="causal_lm", config_cls=CausalRunConfig, train=_train, load=load, commands=_commands,
