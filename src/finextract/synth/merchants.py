@@ -194,7 +194,7 @@ def local_name(rng: random.Random, city: str, b2b: bool = False) -> tuple[str, s
 # Place words inside business names (``BROOKLYN BAGEL``, ``MAIN ST DELI``): on a ``NAME CITY ST``
 # line the model must not end the name at the first place-like word.
 _AREA = ["DOWNTOWN", "UPTOWN", "MIDTOWN", "OLD TOWN", "EAST SIDE", "WEST SIDE", "NORTH END", "SOUTH END",
-         "HARBOR VIEW", "HARBORSIDE", "BAYSIDE", "LAKESIDE", "RIVERSIDE", "HILLSIDE", "PARKSIDE", "OCEANSIDE",
+         "HARBORSIDE", "BAYSIDE", "LAKESIDE", "RIVERSIDE", "HILLSIDE", "PARKSIDE", "OCEANSIDE",
          "BAY VIEW", "LAKE VIEW", "VALLEY", "CANYON", "CREEKSIDE", "VILLAGE", "TOWN CENTER", "CITY CENTER",
          "CROSSROADS", "STATION", "DEPOT", "WHARF", "PIER", "LANDING", "COUNTY", "NORTH SHORE", "SOUTH BAY",
          "EAST BAY", "WEST END", "HIGHLANDS", "HEIGHTS", "COMMONS", "PLAZA", "SQUARE"]
@@ -209,7 +209,7 @@ _STATE_WORDS = ["TEXAS", "CAROLINA", "JERSEY", "CALIFORNIA", "VERMONT", "MAINE",
 # Long names: what a 22/25-character name field cuts mid-word.
 _LONG_FOOD = ["RESTAURANT", "STEAKHOUSE", "BAR AND GRILL", "KITCHEN & BAR", "BREWING COMPANY", "COFFEE ROASTERS",
               "MARKETPLACE", "SUPERMARKET", "TRATTORIA", "PIZZERIA", "BAKERY & CAFE", "RESTAURANT & BAR",
-              "CAFE AND BAKERY", "SEAFOOD RESTAURANT", "NOODLE HOUSE", "BARBECUE COMPANY", "TAQUERIA Y MAS"]
+              "CAFE AND BAKERY", "NOODLE HOUSE", "BARBECUE COMPANY", "TAQUERIA Y MAS"]
 _LONG_SERVICE = ["FAMILY DENTISTRY", "ANIMAL HOSPITAL", "MEDICAL CENTER", "CHIROPRACTIC CENTER",
                  "AUTOMOTIVE SERVICES", "PROPERTY MANAGEMENT", "INSURANCE AGENCY", "PHYSICAL THERAPY",
                  "LANDSCAPING SERVICES", "CLEANERS & TAILORING", "ORTHODONTICS", "VETERINARY CLINIC",
@@ -237,7 +237,7 @@ def place_word(rng: random.Random) -> str:
 
 
 def place_name(rng: random.Random) -> tuple[str, str]:
-    """A local business named after a place (``BROOKLYN BAGEL``, ``MAIN ST DELI``, ``THE HARBOR VIEW INN``)."""
+    """A local business named after a place (``BROOKLYN BAGEL``, ``MAIN ST DELI``, ``THE LAKESIDE INN``)."""
     pw = place_word(rng)
     cat = rng.choice(["restaurant", "restaurant", "cafe", "service", "trade", "bar", "hotel"])
     tail = {"restaurant": _CUISINE + _FOODPLACE + _LONG_FOOD, "cafe": _CAFE, "service": _SERVICES + _LONG_SERVICE,
