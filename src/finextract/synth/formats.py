@@ -313,7 +313,7 @@ def fam_acceptor(c: Ctx) -> list[Piece]:
     slot: list[Piece] = []
     used = ""
     if c.city:
-        city_w = rng.choice([13, 13, 13, 13, 12, 11])
+        city_w = rng.choice([13, 13, 13, 13, 12, 11, 10])
         city = c.city
         if len(city) > city_w:
             city = city[:city_w].rstrip(" -+/,*#.:(") or city[:city_w]
