@@ -399,7 +399,12 @@ def _repeat(c: Ctx, core: list[Piece]) -> list[Piece]:
     if r < 0.12 and name_len < n:
         first = truncate(core, name_len)   # the bank's first copy is just the name field
     elif r < 0.4 and n > 14:
-        first = truncate(core, rng.randint(12, min(24, n - 1)))   # a fixed-width first copy
+        k = rng.randint(12, min(24, n - 1))
+        if c.prof.name != "study" and rng.random() < 0.5:
+            # the display cut backs off to the last whole word (``BED BATH & BED BATH & BEYOND``)
+            space = text_of(core).rfind(" ", 0, k + 1)
+            k = space if space >= 6 else k
+        first = truncate(core, k)   # a fixed-width first copy
     elif r < 0.6 and n > 12:
         first = truncate(core, rng.randint(max(8, n // 3), n - 1))
     elif r < 0.8:
