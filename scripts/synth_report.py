@@ -72,6 +72,11 @@ def crf_check(train, evals: dict, task, iterations: int, errors: Path | None = N
                         fh.write(json.dumps({"text": r.text, "diff": diff}, ensure_ascii=False) + "\n")
         out[name] = {"micro_f1": round(rep.micro.f1, 4), "macro_f1": round(rep.macro_f1, 4),
                      "per_key": {k: {"f1": round(c.f1, 4), "support": c.support} for k, c in rep.per_key.items()}}
+        fams = sorted({r.meta.get("family") for r in recs if r.meta.get("family")})
+        if fams:   # generated sets: micro F1 per format family
+            out[name]["per_family_micro_f1"] = {
+                f: round(score([r.values for r, _ in pairs], [p for _, p in pairs], task).micro.f1, 4)
+                for f in fams for pairs in [[(r, p) for r, p in zip(recs, preds) if r.meta.get("family") == f]]}
     return out
 
 
@@ -89,6 +94,12 @@ def add_result(path: Path, variant: str, args, options: dict, report: dict) -> N
     if "pilot" in crf:
         row["pilot"] = {"micro_f1": crf["pilot"]["micro_f1"], "macro_f1": crf["pilot"]["macro_f1"],
                         "per_key_f1": {k: v["f1"] for k, v in crf["pilot"]["per_key"].items()}}
+    for name, res in crf.items():
+        if isinstance(res, dict) and name != "pilot":
+            key = "generated_test" if name == "synthetic_test" else name
+            row.setdefault(key, {"micro_f1": res["micro_f1"], "macro_f1": res["macro_f1"]})
+            if "per_family_micro_f1" in res:
+                row[key]["per_family_micro_f1"] = res["per_family_micro_f1"]
     entry["runs"][str(args.seed)] = row
     runs = [r for r in entry["runs"].values() if "pilot" in r]
     if runs:
@@ -111,6 +122,8 @@ def main() -> None:
     ap.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES), help="generator profile")
     ap.add_argument("--option", action="append", default=[], metavar="FIELD=JSON",
                     help="replace a profile field for an ablation, e.g. --option name_cut=0 --option weights='\"study\"'")
+    ap.add_argument("--eval", action="append", default=[], metavar="NAME=PATH",
+                    help="with --crf: also score this labeled .jsonl (e.g. another profile's generated test split)")
     ap.add_argument("--variant", default="", help="name of this run in --results")
     ap.add_argument("--results", type=Path, default=None,
                     help="JSON file of variants to add this run to (benchmarks/results/generator_realism.json)")
@@ -155,6 +168,9 @@ def main() -> None:
         evals = {"synthetic_test": splits["test"]}
         if args.pilot.exists():
             evals["pilot"] = read_records(args.pilot, task)
+        for item in args.eval:
+            name, _, path = item.partition("=")
+            evals[name] = read_records(Path(path), task)
         report["crf"] = crf_check(splits["train"], evals, task, args.iterations, args.errors)
         for name in evals:
             r = report["crf"][name]
