@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 
 from finextract.records import Record, write_records
-from finextract.synth.formats import FAMILIES, OPTIONAL, RENDER, calibrate, draw_plan, make_ctx
+from finextract.synth.formats import FAMILIES, OPTIONAL, RENDER, calibrate, draw_plan, make_ctx, plan_scales
 from finextract.synth.pieces import KEYS, Piece, labels, verify
 from finextract.synth.profiles import DEFAULT_PROFILE, PROFILES, STUDY_PRESENCE, Profile, get_profile, with_options
 
@@ -67,7 +67,7 @@ def _title(text: str) -> str:
 def generate_one(rng: random.Random, scales: dict[str, float], prof: Profile | None = None) -> Record:
     """One labeled record (with ``family``, ``spans`` and, after a fixed-width cut, ``cut`` in its meta)."""
     prof = prof or PROFILES["study"]
-    family, plan = draw_plan(rng, scales, prof.weights, prof.fixed_families)
+    family, plan = draw_plan(rng, scales, prof.weights, prof.fixed_families, prof.foreign_slot)
     for _ in range(20):
         ctx = make_ctx(rng, family, plan, prof)
         pieces = _case(RENDER[family](ctx), rng)
@@ -93,7 +93,7 @@ def generate(n: int, seed: int = 0, presence: dict[str, float] | None = None,
     if n < 0:
         raise ValueError(f"n must be >= 0, got {n}")
     prof = get_profile(profile)
-    scales = calibrate(resolve_presence(presence, profile), prof.weights, prof.fixed_families)
+    scales = plan_scales(resolve_presence(presence, profile), prof)
     rng = random.Random(seed)
     out: list[Record] = []
     seen: set[str] = set()

@@ -68,8 +68,33 @@ def calibrate(presence: dict[str, float], weights: dict[str, float] | None = Non
     return scales
 
 
+_NO_FOREIGN_SLOT = ("ach", "wire")
+
+
+def _rate(family: str, key: str, scales: dict[str, float], fixed: frozenset[str]) -> float:
+    b = FAMILIES[family][1][OPTIONAL.index(key)]
+    return (b if scales[key] > 0 else 0.0) if family in fixed else min(1.0, scales[key] * b)
+
+
+def plan_scales(presence: dict[str, float], prof: Profile) -> dict[str, float]:
+    """:func:`calibrate` for a profile, with STATE raised to make up for the records whose
+    state slot holds the country code instead (``foreign_slot``), so STATE still hits its target."""
+    w = _weights(prof.weights)
+    fixed = prof.fixed_families
+    scales = calibrate(presence, w, fixed)
+    if not prof.foreign_slot or presence["STATE"] <= 0:
+        return scales
+    total = sum(w.values())
+    for _ in range(4):
+        drop = sum(w[f] * _rate(f, "STATE", scales, fixed) * _rate(f, "COUNTRY", scales, fixed) *
+                   (1 - _rate(f, "ZIP", scales, fixed)) for f in FAMILIES if f not in _NO_FOREIGN_SLOT)
+        target = dict(presence, STATE=min(1.0, presence["STATE"] + prof.foreign_slot * drop / total))
+        scales = calibrate(target, w, fixed)
+    return scales
+
+
 def draw_plan(rng: random.Random, scales: dict[str, float], weights: dict[str, float] | None = None,
-              fixed: frozenset[str] = frozenset()) -> tuple[str, set[str]]:
+              fixed: frozenset[str] = frozenset(), foreign_slot: float = 0.0) -> tuple[str, set[str]]:
     w = _weights(weights)
     names = list(FAMILIES)
     family = rng.choices(names, [w[n] for n in names])[0]
@@ -78,6 +103,10 @@ def draw_plan(rng: random.Random, scales: dict[str, float], weights: dict[str, f
         plan = {k for i, k in enumerate(OPTIONAL) if scales[k] > 0 and rng.random() < base[i]}
     else:
         plan = {k for i, k in enumerate(OPTIONAL) if rng.random() < min(1.0, scales[k] * base[i])}
+    if foreign_slot and {"COUNTRY", "STATE"} <= plan and "ZIP" not in plan and family not in _NO_FOREIGN_SLOT \
+            and rng.random() < foreign_slot:
+        # a foreign acceptor prints its country code where the state goes (``LONDON GB``)
+        plan.discard("STATE")
     return family, plan
 
 

@@ -27,6 +27,7 @@ class Profile:
     name_cut: float = 0.3                # card families: name field cut at a width from name_widths
     name_widths: tuple[int, ...] = (16, 16, 18, 20, 22, 23, 25)
     fixed_families: frozenset[str] = frozenset()   # families that keep their own key rates (not rescaled)
+    foreign_slot: float = 0.0            # COUNTRY records printed as a foreign acceptor: code in the state slot
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,7 +53,8 @@ PROFILES: dict[str, Profile] = {
     "study": Profile("study", STUDY_WEIGHTS, STUDY_PRESENCE),
     "card": Profile("card", CARD_WEIGHTS, CARD_PRESENCE, canada_share=0.15, more_prefixes=True, place_names=0.15,
                     long_names=0.2, brand_variant=0.25, lead_code=0.06, name_cut=0.35,
-                    name_widths=(22, 22, 25, 25, 16, 20, 23), fixed_families=frozenset({"wire"})),
+                    name_widths=(22, 22, 25, 25, 16, 20, 23), fixed_families=frozenset({"wire"}),
+                    foreign_slot=0.7),
 }
 
 DEFAULT_PROFILE = "card"
