@@ -88,7 +88,7 @@ def test_diversity_floors(sample):
     assert len(cities) > 800
     assert len(states) >= 50
     assert len(inters) >= 25
-    assert set(fams) == set(FAMILIES) and min(fams.values()) > 0.02 * len(sample)
+    assert set(fams) == set(FAMILIES) and min(fams.values()) > 0.01 * len(sample)   # wires are 2% of card data
     # bank wrappers, repeats, glued fields and mixed case all occur
     assert sum("Crd" in r.text or "CARD" in r.text.upper() for r in sample) > 200
     repeated = sum(r.text.count(r.values["MERCHANT_NAME"]) > 1 for r in sample)
@@ -240,6 +240,9 @@ def test_card_profile_mix_and_realism_options(sample):
     for key in ("STREET", "ZIP", "COUNTRY"):
         got = sum(1 for r in sample if r.values[key]) / len(sample)
         assert abs(got - PROFILES["card"].presence[key]) < 0.02, (key, got)
+    # most country codes belong to foreign acceptors and sit where the state goes (``LONDON GB``)
+    countries = [r for r in sample if r.values["COUNTRY"]]
+    assert sum(not r.values["STATE"] for r in countries) > 0.5 * len(countries)
     more = {p for p, _ in MORE_INTERMEDIARIES}
     assert sum(r.values["INTERMEDIARY"] in more for r in sample) > 40
     # brand variants: XYZ*BRAND / BRAND*PRODUCT kept whole in the name; ride summaries get no key
