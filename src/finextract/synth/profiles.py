@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from finextract.errors import InputError
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -67,7 +69,7 @@ def get_profile(profile: "str | Profile") -> Profile:
     try:
         return PROFILES[profile]
     except KeyError:
-        raise ValueError(f"profile: unknown generator profile {profile!r}; profiles are {sorted(PROFILES)}") from None
+        raise InputError(f"profile: unknown generator profile {profile!r}; profiles are {sorted(PROFILES)}") from None
 
 
 def with_options(profile: "str | Profile", options: dict) -> Profile:
@@ -81,7 +83,7 @@ def with_options(profile: "str | Profile", options: dict) -> Profile:
     known = {f.name for f in dataclasses.fields(Profile)}
     bad = sorted(set(options) - known)
     if bad:
-        raise ValueError(f"profile: unknown option(s) {bad}; options are {sorted(known - {'name', 'notes'})}")
+        raise InputError(f"profile: unknown option(s) {bad}; options are {sorted(known - {'name', 'notes'})}")
     opts = dict(options)
     if isinstance(opts.get("weights"), str):
         opts["weights"] = get_profile(opts["weights"]).weights
