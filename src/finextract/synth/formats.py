@@ -57,7 +57,7 @@ def calibrate(presence: dict[str, float], weights: dict[str, float] | None = Non
         if target <= 0:
             scales[key] = 0.0
             continue
-        fixed_part = sum(w[n] * FAMILIES[n][1][i] for n in fixed) / total
+        fixed_part = sum(w[n] * FAMILIES[n][1][i] for n in sorted(fixed)) / total
         lo, hi = 0.0, 1e4
         for _ in range(80):
             mid = (lo + hi) / 2
