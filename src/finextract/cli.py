@@ -58,6 +58,17 @@ def _discover() -> None:
             backend.commands(app)
 
 
+def print_error(exc: BaseException) -> None:
+    """One ``error: MESSAGE`` line (or the message's own lines) on stderr.
+
+    The message is printed as plain text, never parsed as rich markup: a value such as
+    ``"[/bold]"`` in user data used to crash the printer, and ``[code]`` tags were stripped.
+    """
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("FINEXTRACT_LOG", "INFO"), format="%(levelname)s %(message)s")
     _discover()
@@ -68,7 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     except (FinextractError, *_FILESYSTEM_ERRORS) as exc:
         if os.environ.get("FINEXTRACT_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        print_error(exc)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")
