@@ -31,6 +31,16 @@ class EncoderModelConfig(BaseModel):
     tagging: Literal["bio"] = Field("bio", description="span tagging scheme over sub-word tokens")
     case_features: bool = Field(True, description="add a learned embedding of each token's original capitalisation "
                                 "(uncased encoders otherwise cannot see it)")
+    lexical_features: bool = Field(False, description="add learned embeddings of world-knowledge features per token: "
+                                   "city gazetteer (US zipcodes + major Canadian cities, abbreviations, cut-off prefixes), "
+                                   "state/province/country codes, processor prefixes, number shapes")
+    pointer_head: bool = Field(False, description="also train per-key start/end pointer heads with a null option "
+                                "(single-valued tasks); needed for decoder: pointer")
+    decoder: Literal["bio", "pointer", "argmax"] = Field(
+        "bio", description="bio: best span per single-valued key by summed log-probability with a null option "
+        "(Viterbi for multi-valued keys); pointer: the start/end heads; argmax: per-token argmax runs (old)")
+    inword_penalty: float = Field(2.0, ge=0, description="log-odds a span edge between two letters/digits of one "
+                                  "word must win by (0: no word snapping)")
     dropout: float | None = Field(None, ge=0, le=0.9, description="override the encoder's hidden dropout")
     lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights")
     lora_rank: int = Field(16, ge=1)
