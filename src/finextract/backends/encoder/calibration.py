@@ -71,6 +71,25 @@ def fit_temperature(extractor: Any, records: Sequence[Any], grid: Sequence[float
             "n_records": len(records), "n_fields": int(conf.size)}
 
 
+def choose_decoder(extractor: Any, records: Sequence[Any], candidates: Sequence[str]) -> dict[str, Any]:
+    """The decoder with the best micro-F1 on ``records`` (a validation split); ties keep the first."""
+    from dataclasses import replace
+
+    from finextract.backends.encoder.tagging import decode_with_confidence
+    from finextract.scoring import score
+
+    texts = [r.text for r in records]
+    logits = extractor.logits(texts)
+    scores = {}
+    for method in candidates:
+        opts = replace(extractor.decode_options, method=method)
+        preds = [decode_with_confidence(t, o, lg, extractor.task, opts)[0] for t, (o, lg) in zip(texts, logits)]
+        scores[method] = score([r.values for r in records], preds, extractor.task).micro.f1
+    best = max(candidates, key=lambda m: scores[m])
+    extractor.decode_options = replace(extractor.decode_options, method=best)
+    return {"decoder": best, "decoder_scores": scores}
+
+
 def save_calibration(ckpt: Path, fitted: dict[str, Any], fitted_on: str) -> Path:
     path = Path(ckpt) / "calibration.json"
     path.write_text(json.dumps({**fitted, "fitted_on": fitted_on}, indent=2), encoding="utf-8")
@@ -119,3 +138,18 @@ def apply_min_confidence(values: dict[str, Any] | None, conf: dict[str, Any], th
             if _norm(value):
                 out[key] = ""
     return out, review
+
+
+def fit_after_training(run: Any, cfg: Any, extractor: Any, val_records: Sequence[Any]) -> dict[str, Any]:
+    """Choose the decoder (``model.decoder: auto``) and fit the temperature on the validation
+    split; written to the best checkpoint's ``calibration.json``, which loading reads."""
+    out: dict[str, Any] = {}
+    task = extractor.task
+    if cfg.model.decoder == "auto":
+        cands = ["bio"] + (["pointer"] if cfg.model.pointer_head and not task.multi_valued else [])
+        out.update(choose_decoder(extractor, val_records, cands))
+    if not task.multi_valued:
+        out.update(fit_temperature(extractor, val_records))
+    if out:
+        save_calibration(run.resolve_checkpoint("best"), out, fitted_on=str(cfg.data.validation))
+    return out

@@ -326,11 +326,16 @@ class EncoderExtractor(Extractor):
 
 
 def decode_options(cfg: EncoderRunConfig, ckpt: Path | None = None) -> DecodeOptions:
-    """The run's decoder settings; the temperature fitted after training lives in ``ckpt/calibration.json``."""
-    temperature = 1.0
+    """The run's decoder settings. What training fitted afterwards lives in ``ckpt/calibration.json``:
+    the confidence temperature and, for ``model.decoder: auto``, the decoder chosen on validation."""
+    fitted: dict[str, Any] = {}
     if ckpt is not None and (ckpt / "calibration.json").exists():
-        temperature = float(json.loads((ckpt / "calibration.json").read_text(encoding="utf-8"))["temperature"])
-    return DecodeOptions(method=cfg.model.decoder, inword_penalty=cfg.model.inword_penalty, temperature=temperature)
+        fitted = json.loads((ckpt / "calibration.json").read_text(encoding="utf-8"))
+    method = cfg.model.decoder
+    if method == "auto":
+        method = fitted.get("decoder", "bio")
+    return DecodeOptions(method=method, inword_penalty=cfg.model.inword_penalty,
+                         temperature=float(fitted.get("temperature", 1.0)))
 
 
 def count_parameters(model: Any) -> int:

@@ -224,13 +224,6 @@ def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis, keepdims=True))
 
 
-def _logsumexp(x: np.ndarray) -> float:
-    if x.size == 0:
-        return -np.inf
-    m = float(x.max())
-    return m + float(np.log(np.exp(x - m).sum()))
-
-
 @dataclass
 class Candidate:
     key: str
@@ -239,16 +232,38 @@ class Candidate:
     score: float  # log-odds against the key's null option
 
 
-def _span_table(first: np.ndarray, inner: np.ndarray, edge_start: np.ndarray, edge_end: np.ndarray,
-                max_len: int) -> np.ndarray:
-    """``S[u, v]`` = first[u] + sum(inner[u+1..v]) - edge_start[u] - edge_end[v] for u <= v < u + max_len."""
-    n = len(first)
-    c = np.concatenate([[0.0], np.cumsum(inner)])  # c[v+1] - c[u+1] = sum inner[u+1..v]
+def _span_tables(first: np.ndarray, inner: np.ndarray, inword: np.ndarray, penalty: float, max_len: int
+                 ) -> np.ndarray:
+    """``S[k, u, v]`` = first[k, u] + sum(inner[k, u+1..v]) - in-word edge penalties, for u <= v < u + max_len.
+
+    ``first``/``inner``: ``[K, n]`` per-key gains of opening / continuing a span at a token;
+    ``inword``: ``[n + 1]`` (the edge before each token, and after the last).
+    """
+    K, n = first.shape
+    c = np.concatenate([np.zeros((K, 1)), np.cumsum(inner, 1)], 1)  # c[:, v+1] - c[:, u+1] = sum inner[u+1..v]
+    table = first[:, :, None] + (c[:, None, 1:] - c[:, 1:, None])
+    table -= penalty * (inword[:n][None, :, None] + inword[1:n + 1][None, None, :])
     u = np.arange(n)[:, None]
     v = np.arange(n)[None, :]
-    table = first[:, None] + (c[1:][None, :] - c[1:][:, None]) - edge_start[:, None] - edge_end[None, :]
-    table[(v < u) | (v - u >= max_len)] = -np.inf
+    table[:, (v < u) | (v - u >= max_len)] = -np.inf
     return table
+
+
+def _candidates(tables: np.ndarray, task: Task, temperature: float, k: int = 4
+                ) -> tuple[dict[str, list[Candidate]], dict[str, float]]:
+    """Top-``k`` spans per key and each key's log partition (null option = score 0)."""
+    K, n, _ = tables.shape
+    flat = tables.reshape(K, -1)
+    k = min(k, flat.shape[1])
+    top = np.argpartition(-flat, k - 1, axis=1)[:, :k] if flat.shape[1] > k else np.tile(np.arange(flat.shape[1]), (K, 1))
+    scaled = flat / temperature
+    m = np.maximum(np.max(scaled, 1), 0.0)
+    logz = m + np.log(np.exp(-m) + np.exp(scaled - m[:, None]).sum(1))
+    cands: dict[str, list[Candidate]] = {}
+    for ki, key in enumerate(task.key_names):
+        cands[key] = [Candidate(key, int(j // n), int(j % n), float(flat[ki, j]))
+                      for j in top[ki] if np.isfinite(flat[ki, j])]
+    return cands, {key: float(logz[ki]) for ki, key in enumerate(task.key_names)}
 
 
 def _resolve(cands: dict[str, list[Candidate]], logz: dict[str, float], temperature: float
@@ -272,52 +287,43 @@ def _resolve(cands: dict[str, list[Candidate]], logz: dict[str, float], temperat
     return chosen, conf
 
 
-def _single_bio(logp: np.ndarray, inword: np.ndarray, task: Task, opts: DecodeOptions):
-    """Best span per key against its null option, from BIO log-probabilities of real tokens."""
+def _bio_index(task: Task) -> tuple[np.ndarray, np.ndarray]:
     names = label_names(task)
-    n = logp.shape[0]
-    cands: dict[str, list[Candidate]] = {}
-    logz: dict[str, float] = {}
-    for key in task.key_names:
-        b, i = names.index(f"B-{key}"), names.index(f"I-{key}")
-        others = np.delete(logp, [b, i], axis=1)
-        base = others.max(1)
-        table = _span_table(logp[:, b] - base, logp[:, i] - base, opts.inword_penalty * inword[:n],
-                            opts.inword_penalty * inword[1:n + 1], opts.max_span_tokens)
-        cands[key] = _top(table, key)
-        finite = table[np.isfinite(table)] / opts.temperature
-        logz[key] = _logsumexp(np.concatenate([[0.0], finite]))
+    b = np.array([names.index(f"B-{k}") for k in task.key_names])
+    return b, b + 1
+
+
+def _single_bio(logp: np.ndarray, inword: np.ndarray, task: Task, opts: DecodeOptions):
+    """Best span per key against its null option, from BIO log-probabilities of real tokens.
+
+    The null option of key k labels every token with its best label other than B-k/I-k;
+    a span's score is its summed log-probability minus that of the null labeling.
+    """
+    b, i = _bio_index(task)
+    K = len(b)
+    masked = np.broadcast_to(logp, (K, *logp.shape)).copy()  # [K, n, L]
+    masked[np.arange(K), :, b] = -np.inf
+    masked[np.arange(K), :, i] = -np.inf
+    base = masked.max(2)  # [K, n]
+    tables = _span_tables(logp[:, b].T - base, logp[:, i].T - base, inword, opts.inword_penalty, opts.max_span_tokens)
+    cands, logz = _candidates(tables, task, opts.temperature)
     return _resolve(cands, logz, opts.temperature)
-
-
-def _top(table: np.ndarray, key: str, k: int = 4) -> list[Candidate]:
-    flat = table.ravel()
-    if flat.size == 0:
-        return []
-    idx = np.argsort(-flat)[:k]
-    n = table.shape[1]
-    return [Candidate(key, int(j // n), int(j % n), float(flat[j])) for j in idx if np.isfinite(flat[j])]
 
 
 def _single_pointer(start: np.ndarray, end: np.ndarray, null_start: np.ndarray, null_end: np.ndarray,
                     inword: np.ndarray, task: Task, opts: DecodeOptions):
     """Per key: log P(start=u) + log P(end=v) against the null option (both pointers on [CLS])."""
+    ls = log_softmax(np.concatenate([null_start[None, :], start], 0), axis=0).T  # [K, n + 1]
+    le = log_softmax(np.concatenate([null_end[None, :], end], 0), axis=0).T
+    null = ls[:, :1] + le[:, :1]
     n = start.shape[0]
-    cands: dict[str, list[Candidate]] = {}
-    logz: dict[str, float] = {}
-    for k, key in enumerate(task.key_names):
-        ls = log_softmax(np.concatenate([[null_start[k]], start[:, k]]))
-        le = log_softmax(np.concatenate([[null_end[k]], end[:, k]]))
-        null = ls[0] + le[0]
-        # _span_table adds inner sums; pointer spans score only their two ends -> inner = 0
-        table = (ls[1:][:, None] + le[1:][None, :] - null
-                 - opts.inword_penalty * inword[:n][:, None] - opts.inword_penalty * inword[1:n + 1][None, :])
-        u = np.arange(n)[:, None]
-        v = np.arange(n)[None, :]
-        table[(v < u) | (v - u >= opts.max_span_tokens)] = -np.inf
-        cands[key] = _top(table, key)
-        finite = table[np.isfinite(table)] / opts.temperature
-        logz[key] = _logsumexp(np.concatenate([[0.0], finite]))
+    # a pointer span scores only its two ends: "first" = start + end - null at u == v, no inner sums
+    tables = (ls[:, 1:, None] + le[:, None, 1:] - null[:, :, None]
+              - opts.inword_penalty * (inword[:n][None, :, None] + inword[1:n + 1][None, None, :]))
+    u = np.arange(n)[:, None]
+    v = np.arange(n)[None, :]
+    tables[:, (v < u) | (v - u >= opts.max_span_tokens)] = -np.inf
+    cands, logz = _candidates(tables, task, opts.temperature)
     return _resolve(cands, logz, opts.temperature)
 
 

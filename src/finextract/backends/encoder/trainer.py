@@ -22,6 +22,7 @@ from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import (EncoderExtractor, build_model, count_parameters,
                                                load_model_from_checkpoint, load_tokenizer, make_tagger,
                                                decode_options, save_model, torch_forward)
+from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers
 from finextract.backends.encoder.features import LEX_OFFSETS, token_features
 from finextract.backends.encoder.tagging import IGNORE, align_labels
 from finextract.config import ConfigError
@@ -159,6 +160,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
                     align_stats["values_missed"] + align_stats["values_placed"], cfg.model.max_length)
 
     n = len(feats)
+    lengths = [len(f["input_ids"]) for f in feats]
     spe = math.ceil(n / tc.batch_size)
     total = tc.max_steps or max(1, math.ceil(tc.epochs * spe))
 
@@ -177,6 +179,7 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
         step = 0
         model = make_tagger(build_model(cfg, task), cfg.model.case_features, cfg.model.lexical_features,
                             len(task.key_names) if cfg.model.pointer_head else 0)
+    freeze_lower_layers(model, tc.freeze_layers)
     model.to(device)
 
     def is_new(name: str) -> bool:  # freshly initialised parts: tagging/pointer heads, extra embeddings
@@ -239,6 +242,8 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
             epoch, pos = divmod(step, spe)
             gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
             perm = torch.randperm(n, generator=gen).tolist()
+            if tc.length_buckets:
+                perm = bucket_by_length(perm, lengths, tc.batch_size, seed=cfg.seed * 100_003 + epoch)
             for b in range(pos, spe):
                 batch = collate([feats[i] for i in perm[b * tc.batch_size:(b + 1) * tc.batch_size]],
                                 tokenizer.pad_token_id or 0)
@@ -274,13 +279,10 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
                "train_seconds_this_session": round(time.time() - started, 1), "device": device, **align_stats}
     from finextract.backends.encoder.model import load
 
-    if val_recs and not task.multi_valued:  # confidence temperature, fitted on the held-out validation split
-        from finextract.backends.encoder.calibration import fit_temperature, save_calibration
+    if val_recs:  # decoder choice (decoder: auto) and confidence temperature, fitted on the validation split
+        from finextract.backends.encoder.calibration import fit_after_training
 
-        best_ckpt = run.resolve_checkpoint("best")
-        fitted = fit_temperature(load(str(run.root), "best", device=device), val_recs)
-        save_calibration(best_ckpt, fitted, fitted_on=str(cfg.data.validation))
-        summary["calibration"] = fitted
+        summary["calibration"] = fit_after_training(run, cfg, load(str(run.root), "best", device=device), val_recs)
     out = finish_run(run, lambda: load(str(run.root), "best", device=device), cfg, summary)
     tracker.log_artifacts(run.root)
     tracker.end()
