@@ -153,3 +153,49 @@ def fit_after_training(run: Any, cfg: Any, extractor: Any, val_records: Sequence
     if out:
         save_calibration(run.resolve_checkpoint("best"), out, fitted_on=str(cfg.data.validation))
     return out
+
+
+def confidence_rows(texts: Sequence[str], pairs: Sequence[tuple[dict[str, Any] | None, dict[str, Any]]], task: Task,
+                    min_confidence: float | None = None) -> list[dict[str, Any]]:
+    """Prediction rows with ``confidence`` per key and a ``review`` flag (``--min-confidence``).
+
+    ``review`` is True when any field was below the threshold (its value, if any, is then
+    left empty) or the output was invalid; without a threshold it is False for valid rows.
+    """
+    rows = []
+    for text, (pred, conf) in zip(texts, pairs):
+        review = pred is None
+        if min_confidence is not None and pred is not None:
+            pred, review = apply_min_confidence(pred, conf, min_confidence)
+        rows.append({"text": text, task.record_field: pred if pred is not None else task.empty_output(),
+                     "valid": pred is not None, "confidence": {k: _round(v) for k, v in conf.items()},
+                     "review": bool(review)})
+    return rows
+
+
+def _round(v: Any) -> Any:
+    return [round(float(x), 4) for x in v] if isinstance(v, list) else round(float(v), 4)
+
+
+def write_confidence_rows(path: str | Path, rows: Sequence[dict[str, Any]], task: Task) -> None:
+    """JSONL (rows as they are) or CSV (text, valid, review, then KEY and KEY_confidence per key)."""
+    import csv
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["text", "valid", "review", *[c for k in task.key_names for c in (k, f"{k}_confidence")]])
+            for r in rows:
+                vals, conf = r[task.record_field], r["confidence"]
+                cells = []
+                for k in task.key_names:
+                    v = vals.get(k, "")
+                    cells += [json.dumps(v, ensure_ascii=False) if isinstance(v, list) else v,
+                              json.dumps(conf.get(k)) if isinstance(conf.get(k), list) else conf.get(k, "")]
+                w.writerow([r["text"], r["valid"], r["review"], *cells])
+        return
+    with path.open("w", encoding="utf-8") as fh:
+        for r in rows:
+            fh.write(json.dumps(r, ensure_ascii=False) + "\n")

@@ -327,8 +327,12 @@ def _single_pointer(start: np.ndarray, end: np.ndarray, null_start: np.ndarray, 
     return _resolve(cands, logz, opts.temperature)
 
 
-def _multi_viterbi(logp: np.ndarray, inword: np.ndarray, task: Task, opts: DecodeOptions) -> list[Candidate]:
-    """Viterbi over BIO with allowed transitions only (``I-k`` after ``B-k``/``I-k``), in-word edges penalised."""
+def viterbi_path(logp: np.ndarray, inword: np.ndarray, task: Task, penalty: float) -> list[int]:
+    """Best label path under BIO constraints: ``I-k`` only after ``B-k``/``I-k``, never first.
+
+    Score = summed log-probability minus ``penalty`` for every edge inside a word where the
+    path opens or closes a span (``inword`` as from :func:`inword_boundaries`).
+    """
     names = label_names(task)
     n, L = logp.shape
     tag = [nm.partition("-")[0] for nm in names]
@@ -339,33 +343,36 @@ def _multi_viterbi(logp: np.ndarray, inword: np.ndarray, task: Task, opts: Decod
             allowed[:, c] = False
             allowed[names.index(f"B-{key_of[c]}"), c] = True
             allowed[c, c] = True
-    # an edge changes span structure unless it is O->O or a continuation I-k after B-k/I-k
-    changes = np.ones((L, L), dtype=bool)
+    changes = np.ones((L, L), dtype=bool)  # an edge changes span structure unless O->O or a continuation
     changes[0, 0] = False
     for c in range(L):
         if tag[c] == "I":
             changes[:, c] = ~allowed[:, c]
-    start_ok = np.array([t != "I" for t in tag])
     trans = np.where(allowed, 0.0, -np.inf)
-    score = np.where(start_ok, logp[0], -np.inf)
+    score = np.where([t != "I" for t in tag], logp[0], -np.inf)
     back = np.zeros((n, L), dtype=int)
     for t in range(1, n):
-        pen = opts.inword_penalty * inword[t] * changes
-        cand = score[:, None] + trans - pen
+        cand = score[:, None] + trans - penalty * inword[t] * changes
         back[t] = cand.argmax(0)
         score = cand.max(0) + logp[t]
-    # ending a span on an in-word edge after the last token is free (b[n] is False)
     path = [int(score.argmax())]
     for t in range(n - 1, 0, -1):
         path.append(int(back[t, path[-1]]))
-    path.reverse()
+    return path[::-1]
+
+
+def _multi_viterbi(logp: np.ndarray, inword: np.ndarray, task: Task, opts: DecodeOptions) -> list[Candidate]:
+    """Spans of the constrained Viterbi path, each scored by log-odds against its key's null labeling."""
+    names = label_names(task)
+    path = viterbi_path(logp, inword, task, opts.inword_penalty)
+    n = len(path)
     spans: list[Candidate] = []
     t = 0
     while t < n:
-        if tag[path[t]] == "B":
-            key = key_of[path[t]]
+        tag, _, key = names[path[t]].partition("-")
+        if tag == "B":
             u = t
-            while t + 1 < n and tag[path[t + 1]] == "I" and key_of[path[t + 1]] == key:
+            while t + 1 < n and names[path[t + 1]] == f"I-{key}":
                 t += 1
             b, i = names.index(f"B-{key}"), names.index(f"I-{key}")
             base = np.delete(logp[u:t + 1], [b, i], axis=1).max(1)
