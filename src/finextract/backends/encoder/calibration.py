@@ -41,8 +41,10 @@ def field_outcomes(pairs: Sequence[tuple[dict[str, Any] | None, dict[str, Any]]]
 
 
 def fit_temperature(extractor: Any, records: Sequence[Any], grid: Sequence[float] = GRID) -> dict[str, Any]:
-    """The temperature minimising the log-loss of field correctness on ``records``.
+    """One temperature per key, each minimising the log-loss of that key's correctness on ``records``.
 
+    Why per key: one shared temperature must trade the (mostly right, very confident) empty
+    fields against the filled ones; keys differ in how over-confident the model is.
     Decoded values do not depend on the temperature (only confidences do), so the logits
     are computed once and each grid point only re-decodes.
     """
@@ -57,18 +59,27 @@ def fit_temperature(extractor: Any, records: Sequence[Any], grid: Sequence[float
     golds = [r.values for r in records]
     logits = extractor.logits(texts)
     base = extractor.decode_options
-    results = []
-    for t in grid:
-        opts = replace(base, temperature=t)
+    K = len(task.key_names)
+    nll = np.zeros((len(grid), K))
+    confs = []
+    correct = None
+    for g, t in enumerate(grid):
+        opts = replace(base, temperature=float(t))
         pairs = [decode_with_confidence(x, off, lg, task, opts) for x, (off, lg) in zip(texts, logits)]
-        conf, correct, _ = field_outcomes(pairs, golds, task)
+        conf, ok, _ = field_outcomes(pairs, golds, task)
+        conf, ok = conf.reshape(-1, K), ok.reshape(-1, K)
         p = np.clip(conf, 1e-6, 1 - 1e-6)
-        nll = float(-(correct * np.log(p) + (~correct) * np.log(1 - p)).mean())
-        results.append((nll, t, conf, correct))
-    nll, t, conf, correct = min(results, key=lambda r: r[0])
-    nll1 = next(r[0] for r in results if abs(r[1] - 1.0) < 1e-9) if any(abs(r[1] - 1.0) < 1e-9 for r in results) else None
-    return {"temperature": t, "nll": nll, "nll_at_1": nll1, "ece": expected_calibration_error(conf, correct),
-            "n_records": len(records), "n_fields": int(conf.size)}
+        nll[g] = -(ok * np.log(p) + (~ok) * np.log(1 - p)).mean(0)
+        confs.append(conf)
+        correct = ok
+    best = nll.argmin(0)
+    temps = {key: float(grid[best[k]]) for k, key in enumerate(task.key_names)}
+    chosen = np.stack([confs[best[k]][:, k] for k in range(K)], 1)
+    one = int(np.argmin([abs(t - 1.0) for t in grid]))
+    return {"temperature": temps, "nll": float(nll[best, np.arange(K)].mean()), "nll_at_1": float(nll[one].mean()),
+            "ece": expected_calibration_error(chosen.ravel(), correct.ravel()),
+            "ece_at_1": expected_calibration_error(confs[one].ravel(), correct.ravel()),
+            "n_records": len(records), "n_fields": int(chosen.size)}
 
 
 def choose_decoder(extractor: Any, records: Sequence[Any], candidates: Sequence[str]) -> dict[str, Any]:

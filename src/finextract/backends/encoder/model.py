@@ -335,7 +335,11 @@ def decode_options(cfg: EncoderRunConfig, ckpt: Path | None = None) -> DecodeOpt
     if method == "auto":
         method = fitted.get("decoder", "bio")
     return DecodeOptions(method=method, inword_penalty=cfg.model.inword_penalty,
-                         temperature=float(fitted.get("temperature", 1.0)))
+                         temperature=_temperature(fitted.get("temperature", 1.0)))
+
+
+def _temperature(value: Any) -> float | dict[str, float]:
+    return {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
 
 
 def count_parameters(model: Any) -> int:

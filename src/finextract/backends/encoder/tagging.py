@@ -194,9 +194,13 @@ class DecodeOptions:
     """
 
     method: str = "bio"
-    inword_penalty: float = 2.0
-    temperature: float = 1.0
+    inword_penalty: float = 1.0
+    temperature: float | dict[str, float] = 1.0  # one for all keys, or one per key
     max_span_tokens: int = 48
+
+    def temperature_of(self, key: str) -> float:
+        t = self.temperature
+        return float(t.get(key, 1.0)) if isinstance(t, dict) else float(t)
 
 
 def inword_boundaries(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -249,14 +253,14 @@ def _span_tables(first: np.ndarray, inner: np.ndarray, inword: np.ndarray, penal
     return table
 
 
-def _candidates(tables: np.ndarray, task: Task, temperature: float, k: int = 4
+def _candidates(tables: np.ndarray, task: Task, opts: DecodeOptions, k: int = 4
                 ) -> tuple[dict[str, list[Candidate]], dict[str, float]]:
     """Top-``k`` spans per key and each key's log partition (null option = score 0)."""
     K, n, _ = tables.shape
     flat = tables.reshape(K, -1)
     k = min(k, flat.shape[1])
     top = np.argpartition(-flat, k - 1, axis=1)[:, :k] if flat.shape[1] > k else np.tile(np.arange(flat.shape[1]), (K, 1))
-    scaled = flat / temperature
+    scaled = flat / np.array([opts.temperature_of(key) for key in task.key_names])[:, None]
     m = np.maximum(np.max(scaled, 1), 0.0)
     logz = m + np.log(np.exp(-m) + np.exp(scaled - m[:, None]).sum(1))
     cands: dict[str, list[Candidate]] = {}
@@ -266,7 +270,7 @@ def _candidates(tables: np.ndarray, task: Task, temperature: float, k: int = 4
     return cands, {key: float(logz[ki]) for ki, key in enumerate(task.key_names)}
 
 
-def _resolve(cands: dict[str, list[Candidate]], logz: dict[str, float], temperature: float
+def _resolve(cands: dict[str, list[Candidate]], logz: dict[str, float], opts: DecodeOptions
              ) -> tuple[dict[str, Candidate], dict[str, float]]:
     """One non-overlapping span per key, strongest first; confidence = posterior of the choice.
 
@@ -282,7 +286,7 @@ def _resolve(cands: dict[str, list[Candidate]], logz: dict[str, float], temperat
         taken.update(range(c.start, c.end + 1))
     conf = {}
     for key, z in logz.items():
-        num = chosen[key].score / temperature if key in chosen else 0.0  # null option scores 0
+        num = chosen[key].score / opts.temperature_of(key) if key in chosen else 0.0  # null option scores 0
         conf[key] = float(np.exp(num - z))
     return chosen, conf
 
@@ -306,8 +310,8 @@ def _single_bio(logp: np.ndarray, inword: np.ndarray, task: Task, opts: DecodeOp
     masked[np.arange(K), :, i] = -np.inf
     base = masked.max(2)  # [K, n]
     tables = _span_tables(logp[:, b].T - base, logp[:, i].T - base, inword, opts.inword_penalty, opts.max_span_tokens)
-    cands, logz = _candidates(tables, task, opts.temperature)
-    return _resolve(cands, logz, opts.temperature)
+    cands, logz = _candidates(tables, task, opts)
+    return _resolve(cands, logz, opts)
 
 
 def _single_pointer(start: np.ndarray, end: np.ndarray, null_start: np.ndarray, null_end: np.ndarray,
@@ -323,8 +327,8 @@ def _single_pointer(start: np.ndarray, end: np.ndarray, null_start: np.ndarray, 
     u = np.arange(n)[:, None]
     v = np.arange(n)[None, :]
     tables[:, (v < u) | (v - u >= opts.max_span_tokens)] = -np.inf
-    cands, logz = _candidates(tables, task, opts.temperature)
-    return _resolve(cands, logz, opts.temperature)
+    cands, logz = _candidates(tables, task, opts)
+    return _resolve(cands, logz, opts)
 
 
 def viterbi_path(logp: np.ndarray, inword: np.ndarray, task: Task, penalty: float) -> list[int]:
@@ -413,7 +417,7 @@ def decode_with_confidence(text: str, offsets: Sequence[tuple[int, int]], logits
             value = text[real_offsets[c.start][0]:real_offsets[c.end][1]]
             if value.strip() and value not in out[c.key]:
                 out[c.key].append(value)
-                conf[c.key].append(float(1.0 / (1.0 + np.exp(-c.score / opts.temperature))))
+                conf[c.key].append(float(1.0 / (1.0 + np.exp(-c.score / opts.temperature_of(c.key)))))
         return out, conf
     if opts.method == "pointer":
         k = len(task.key_names)
