@@ -26,7 +26,7 @@ def register(app: typer.Typer) -> None:
         or duplicated. Each output row carries its input row index ("row").
         """
         from finextract.batch import run_batch
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.extractor import load_extractor
 
         extractor = load_extractor(run_dir, checkpoint)

@@ -8,7 +8,17 @@ from pathlib import Path
 
 import typer
 
+TRUST_HELP = ("let the model folder run its own Python (transformers trust_remote_code); never taken from "
+              "the run's config.yaml (env: FINEXTRACT_TRUST_REMOTE_CODE=1)")
 SET_HELP = "override a config field, e.g. --set train.learning_rate=1e-4 (repeatable; value parsed as YAML)"
+
+
+def _trust_remote_code(flag: bool) -> None:
+    """The user's opt-in, passed to every backend's loader through the environment."""
+    if flag:
+        import os
+
+        os.environ["FINEXTRACT_TRUST_REMOTE_CODE"] = "1"
 
 
 def register(app: typer.Typer) -> None:
@@ -23,8 +33,8 @@ def register(app: typer.Typer) -> None:
         Re-running the same command on an unfinished run directory resumes from its last
         complete checkpoint.
         """
-        from finextract.backends import get_backend
-        from finextract.cli import console
+        from finextract.registry import get_backend
+        from finextract.console import console
         from finextract.config import load_run_config
 
         overrides = list(set_) + ([f"output_dir={output_dir}"] if output_dir else [])
@@ -45,9 +55,11 @@ def register(app: typer.Typer) -> None:
             help="leave fields whose calibrated confidence is below P empty and mark the record 'review: true' "
                  "(encoder runs; implies --confidence)"),
         confidence: bool = typer.Option(False, "--confidence", help="add each field's calibrated confidence (encoder runs)"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
     ) -> None:
         """Extract structured fields from texts with a trained run."""
-        from finextract.cli import UserError
+        _trust_remote_code(trust_remote_code)
+        from finextract.errors import UserError
         from finextract.extractor import load_extractor
         from finextract.records import read_texts, write_predictions
 
@@ -88,9 +100,11 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="write the report JSON here"),
         predictions: Path | None = typer.Option(None, "--predictions", help="also write the predictions JSONL here"),
         skip_invalid: bool = typer.Option(False, help="drop invalid gold records instead of refusing the file"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
-        from finextract.cli import console
+        _trust_remote_code(trust_remote_code)
+        from finextract.console import console
         from finextract.extractor import load_extractor
         from finextract.records import read_records, write_predictions
 
