@@ -59,9 +59,9 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
             "model": {"name_or_path": str(stage / job["model"]), "max_length": job["max_length"],
                       "lexical_features": job["lex"], "pointer_head": job["pointer"]},
             "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
-                      "batch_size": job["bs"], "eval_every": steps_per_epoch, "num_threads": 2, "progress": False,
+                      "batch_size": job["bs"], "checkpoint_every": steps_per_epoch, "num_threads": 2, "progress": False,
                       "freeze_layers": job.get("freeze", 0), "length_buckets": True,
-                      **({"max_steps": 3, "eval_every": 3} if os.environ.get("BENCH_SMOKE") else {})}}
+                      **({"max_steps": 3, "checkpoint_every": 3} if os.environ.get("BENCH_SMOKE") else {})}}
 
 
 def per_key(report) -> dict:
