@@ -114,6 +114,6 @@ def test_words_are_whole_pieces_and_control_tokens_special(rebuilt):
     pieces = rebuilt.convert_ids_to_tokens(rebuilt("What is the capital", add_special_tokens=False)["input_ids"])
     assert pieces == ["What", "▁is", "▁the", "▁capital"]  # the Unigram mis-conversion gave Wh|at|▁is|▁t|he...
     for name in ("<bos>", "<start_of_turn>", "<end_of_turn>", "<pad>"):
-        assert rebuilt.convert_tokens_to_ids(name) in rebuilt.all_special_ids
+        assert rebuilt.added_tokens_decoder[rebuilt.convert_tokens_to_ids(name)].special
     assert rebuilt.decode(rebuilt("a<end_of_turn>b", add_special_tokens=False)["input_ids"],
                           skip_special_tokens=True) == "ab"
