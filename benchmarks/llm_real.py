@@ -206,8 +206,16 @@ def child_finish(cfg_path: Path) -> None:
 
 
 # ------------------------------------------------------------------ the plan
-def plan(plan_path: Path, out: Path, smoke: bool) -> None:
+def plan(plan_path: Path, out: Path, smoke: bool, s2_epochs: float | None = None,
+         minimal_epochs: float | None = None, only: list[str] | None = None) -> None:
     spec = json.loads(plan_path.read_text())
+    for r in spec["runs"]:  # command-line sizing (chosen from the smoke call's step times)
+        if r["study"] == 2 and r["style"] != "minimal" and s2_epochs and "epochs_pinned" not in r:
+            r["epochs"] = s2_epochs
+        if r["study"] == 2 and r["style"] == "minimal" and minimal_epochs and "epochs_pinned" not in r:
+            r["epochs"] = minimal_epochs
+    if only:
+        spec["runs"] = [r for r in spec["runs"] if r["name"] in only]
     base = plan_path.parent
     t_start = time.time()
     train_deadline = t_start + spec.get("train_seconds", 360)
@@ -217,7 +225,8 @@ def plan(plan_path: Path, out: Path, smoke: bool) -> None:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "2",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "FINEXTRACT_LOG": "INFO",
            **_eval_limit_env(smoke)}
-    runs = spec["runs"][: spec.get("limit", None)]
+    runs = spec["runs"]
+    print("plan:", json.dumps([{k: r.get(k) for k in ("name", "model", "style", "epochs", "engine")} for r in runs]))
 
     # convert each GGUF base once, before the runs start (they would race otherwise)
     from finextract.backends.causal_lm.gguf import resolve_base_path
@@ -424,6 +433,8 @@ def main() -> None:
     s.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/llm/out")))
     s.add_argument("--models", nargs="+", default=[])
     s = sub.add_parser("plan"); s.add_argument("plan", type=Path); s.add_argument("--smoke", action="store_true")
+    s.add_argument("--s2-epochs", type=float); s.add_argument("--minimal-epochs", type=float)
+    s.add_argument("--only", nargs="+")
     s.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/llm/out")))
     s = sub.add_parser("child-train"); s.add_argument("cfg", type=Path)
     s = sub.add_parser("child-finish"); s.add_argument("cfg", type=Path)
@@ -437,7 +448,7 @@ def main() -> None:
     elif a.cmd == "smoke":
         smoke(a.steps, a.out, a.models)
     elif a.cmd == "plan":
-        plan(a.plan, a.out, a.smoke)
+        plan(a.plan, a.out, a.smoke, a.s2_epochs, a.minimal_epochs, a.only)
     elif a.cmd == "child-train":
         child_train(a.cfg)
     elif a.cmd == "child-finish":
