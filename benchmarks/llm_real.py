@@ -176,7 +176,7 @@ def _eval_limit_env(smoke: bool) -> dict[str, str]:
 # ------------------------------------------------------------------ one run (child process)
 def child_train(cfg_path: Path) -> None:
     from finextract.backends.causal_lm.config import CausalRunConfig
-    from finextract.backends.causal_lm.trainer import train
+    from finextract.backends.causal_lm.train import train
 
     cfg = CausalRunConfig.model_validate(json.loads(cfg_path.read_text()))
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from finextract.backends.encoder import EncoderRunConfig, load, train
 from finextract.backends.encoder.testing import build_tiny_encoder
-from finextract.backends.encoder.trainer import _Interrupt
+from finextract.backends.encoder.train import _Interrupt
 from finextract.config import ConfigError, load_run_config
 from finextract.records import read_records
 from finextract.rundir import RunDir
@@ -109,7 +109,7 @@ def test_resume_refuses_a_changed_recipe(tmp_path, tiny_random):
 @pytest.mark.slow
 def test_lora_trains_and_loads_merged(tmp_path, tiny_random):
     cfg = make_cfg(tmp_path / "run", tiny_random, epochs=2, eval_every=100)
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": True, "lora_rank": 4})})
+    cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": True, "rank": 4})})
     summary = train(cfg)
     assert summary["trainable_parameters"] < summary["parameters"] / 2
     assert (RunDir(cfg.output_dir).resolve_checkpoint() / "adapter").exists()

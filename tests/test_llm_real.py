@@ -81,7 +81,7 @@ def test_lora_steps_supervise_end_of_turn_and_engine_decodes_substrings(smollm2_
     from finextract.backends.causal_lm.data import IGNORE, encode_records
     from finextract.backends.causal_lm.modeling import load_tokenizer
     from finextract.backends.causal_lm.template import template_info
-    from finextract.backends.causal_lm.trainer import train
+    from finextract.backends.causal_lm.train import train
     from finextract.rundir import RunDir
 
     torch.set_num_threads(2)

@@ -48,10 +48,18 @@ def load_extractor(source: str | Path, checkpoint: str | None = None, **kwargs: 
     """Load an extractor from a run directory (any backend) or an ``http(s)://`` endpoint."""
     src = str(source)
     if src.startswith(("http://", "https://")):
-        from finextract.backends import get_backend
+        from finextract.registry import get_backend
 
         return get_backend("endpoint").load(src, checkpoint, **kwargs)
+    from finextract.errors import FinextractError, RunDirError
     from finextract.rundir import RunDir
+    from finextract.runcheck import check_run
 
-    run = RunDir(Path(src))
-    return run.load_extractor(checkpoint, **kwargs)
+    ckpt = check_run(src, checkpoint)  # damaged files: one line naming the file, before any parser sees them
+    try:
+        return RunDir(Path(src)).load_extractor(checkpoint, **kwargs)
+    except FinextractError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RunDirError(f"{ckpt}: cannot load this checkpoint: {type(exc).__name__}: {first[:300]}") from exc

@@ -6,22 +6,24 @@ from pathlib import Path
 
 import typer
 
+from finextract.errors import InputError
+
 
 def _parse_presence(items: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items:
         key, sep, rate = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--presence {item!r}: expected KEY=RATE, e.g. PHONE=0.3")
+            raise InputError(f"--presence {item!r}: expected KEY=RATE, e.g. PHONE=0.3")
         try:
             out[key.strip().upper()] = float(rate)
         except ValueError:
-            raise ValueError(f"--presence {item!r}: rate {rate!r} is not a number") from None
+            raise InputError(f"--presence {item!r}: rate {rate!r} is not a number") from None
     return out
 
 
 def register(app: typer.Typer) -> None:
-    from finextract.cli import data_app
+    from finextract.commands import data_app
 
     @data_app.command("synth")
     def synth(
@@ -45,7 +47,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
         from rich.table import Table
 
-        from finextract.cli import UserError, console
+        from finextract.errors import UserError
+        from finextract.console import console
         from finextract.records import read_records
         from finextract.synth import DEFAULT_PRESENCE, resolve_presence, write_splits
         from finextract.tasks import load_task

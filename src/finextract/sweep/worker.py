@@ -14,6 +14,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
+
 
 def _set_threads(n: int | None) -> None:
     if n is None:
@@ -27,7 +29,7 @@ def _set_threads(n: int | None) -> None:
 
 
 def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
-    from finextract.backends import get_backend
+    from finextract.registry import get_backend
 
     backend = get_backend(spec["backend"])
     cfg = backend.config_cls.model_validate(spec["config"])
@@ -46,17 +48,17 @@ def _timing_texts(spec: dict[str, Any]) -> list[str]:
     else:
         val = spec["config"].get("data", {}).get("validation") or spec["config"].get("data", {}).get("train")
         if not val:
-            raise ValueError("no validation or train data to time the run on; set throughput.texts_file")
+            raise InputError("no validation or train data to time the run on; set throughput.texts_file")
         task = load_task(spec["config"]["task"])
         texts = [r.text for r in read_records(val, task, skip_invalid=True)]
     if not texts:
-        raise ValueError("no texts to time the run on")
+        raise InputError("no texts to time the run on")
     n = tp["texts"]
     return [texts[i % len(texts)] for i in range(n)]
 
 
 def measure_phase(spec: dict[str, Any]) -> dict[str, Any]:
-    from finextract.backends import get_backend
+    from finextract.registry import get_backend
     from finextract.speed import measure_throughput, peak_rss_mb
 
     run_dir = spec["config"]["output_dir"]

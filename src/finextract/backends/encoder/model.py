@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.tagging import N_CASE_IDS, case_ids, decode, label_names, softmax
 from finextract.extractor import Extractor, Prediction
@@ -56,7 +57,7 @@ def _from_pretrained(cls: Any, name_or_path: str, **kw: Any) -> Any:
         try:
             return cls.from_pretrained(name_or_path, **kw)
         except OSError as exc:
-            raise ValueError(f"model.name_or_path: cannot load {name_or_path!r}: not a local folder and "
+            raise InputError(f"model.name_or_path: cannot load {name_or_path!r}: not a local folder and "
                              f"not reachable on the hub ({exc})") from exc
 
 
@@ -65,7 +66,7 @@ def load_tokenizer(name_or_path: str):
 
     tok = _from_pretrained(AutoTokenizer, name_or_path)
     if not getattr(tok, "is_fast", False):
-        raise ValueError(f"model.name_or_path: {name_or_path!r} has no fast tokenizer; "
+        raise InputError(f"model.name_or_path: {name_or_path!r} has no fast tokenizer; "
                          "span decoding needs offset mappings")
     return tok
 
@@ -83,7 +84,7 @@ def build_model(cfg: EncoderRunConfig, task: Task):
         hf_cfg.hidden_dropout_prob = cfg.model.dropout
     model = _from_pretrained(AutoModelForTokenClassification, cfg.model.name_or_path, config=hf_cfg,
                              ignore_mismatched_sizes=True)
-    if cfg.model.lora:
+    if cfg.lora.enabled:
         model = wrap_lora(model, cfg)
     return model
 
@@ -92,11 +93,11 @@ def wrap_lora(model: Any, cfg: EncoderRunConfig):
     from peft import LoraConfig, TaskType, get_peft_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [m for m in cfg.model.lora_target_modules if m not in present]
+    missing = [m for m in cfg.lora.target_modules if m not in present]
     if missing:
-        raise ValueError(f"model.lora_target_modules: {missing} not found in {cfg.model.name_or_path}")
-    lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha,
-                      lora_dropout=cfg.model.lora_dropout, target_modules=list(cfg.model.lora_target_modules))
+        raise InputError(f"lora.target_modules: {missing} not found in {cfg.model.name_or_path}")
+    lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.lora.rank, lora_alpha=cfg.lora.alpha,
+                      lora_dropout=cfg.lora.dropout, target_modules=list(cfg.lora.target_modules))
     return get_peft_model(model, lcfg)
 
 
@@ -148,16 +149,16 @@ def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, tr
     """The tagger saved in ``ckpt`` and its tokenizer; LoRA adapters are merged unless ``trainable``."""
     labels_file = ckpt / "labels.json"
     if not labels_file.exists():
-        raise FileNotFoundError(f"{ckpt}: not an encoder checkpoint (no labels.json)")
+        raise NotFoundError(f"{ckpt}: not an encoder checkpoint (no labels.json)")
     if json.loads(labels_file.read_text(encoding="utf-8")) != label_names(task):
-        raise ValueError(f"{ckpt}: labels do not match task {task.name!r}")
+        raise InputError(f"{ckpt}: labels do not match task {task.name!r}")
     from transformers import AutoModelForTokenClassification
 
     quiet_transformers()
     if (ckpt / "adapter").exists():
         from peft import PeftModel
 
-        base = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": False})}), task)
+        base = build_model(cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})}), task)
         model = PeftModel.from_pretrained(base, ckpt / "adapter", is_trainable=trainable)
         tok = load_tokenizer(str(ckpt / "adapter"))
         if not trainable:
@@ -235,36 +236,3 @@ class EncoderExtractor(Extractor):
 
 def count_parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num_threads: int | None = None,
-         batch_size: int | None = None, device: str = "cpu", quantized: bool = True, **_: Any) -> EncoderExtractor:
-    """Load a run's checkpoint ("best" by default) as an extractor.
-
-    ``runtime="onnx"`` uses the exported ``model.int8.onnx`` (``quantized=False``: ``model.onnx``)
-    from ``finextract export-onnx``.
-    """
-    from finextract.rundir import RunDir
-
-    run = RunDir(Path(source))
-    cfg = EncoderRunConfig.model_validate(run.read_config())
-    task = cfg.load_task()
-    ckpt = run.resolve_checkpoint(checkpoint)
-    if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
-    bs = batch_size or cfg.train.eval_batch_size
-    if runtime == "onnx":
-        from finextract.backends.encoder.onnx import onnx_extractor
-
-        return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, quantized=quantized)
-    if runtime != "torch":
-        raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
-    import torch
-
-    if num_threads:
-        torch.set_num_threads(num_threads)
-    tagger, tok = load_model_from_checkpoint(ckpt, cfg, task)
-    tagger.to(device).eval()
-    return EncoderExtractor(torch_forward(tagger, device), tok, task, cfg.model.max_length, bs,
-                            info={"checkpoint": str(ckpt), "runtime": "torch", "parameters": count_parameters(tagger)},
-                            case_features=tagger.case is not None)

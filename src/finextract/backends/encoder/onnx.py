@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import EncoderExtractor, load_model_from_checkpoint, load_tokenizer
 from finextract.backends.encoder.tagging import case_ids
@@ -28,7 +29,7 @@ def _require_onnx() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise ValueError("ONNX export needs the optional extra: pip install 'finextract[onnx]'") from exc
+        raise InputError("ONNX export needs the optional extra: pip install 'finextract[onnx]'") from exc
 
 
 def export_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, quantize: bool = True,
@@ -88,7 +89,7 @@ def onnx_extractor(ckpt: Path, cfg: EncoderRunConfig, task: Task, batch_size: in
 
     path = ckpt / (INT8_NAME if quantized else FP32_NAME)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: not exported yet; run `finextract export-onnx {ckpt.parent.parent}`")
+        raise NotFoundError(f"{path}: not exported yet; run `finextract export-onnx {ckpt.parent.parent}`")
     opts = ort.SessionOptions()
     if num_threads:
         opts.intra_op_num_threads = num_threads

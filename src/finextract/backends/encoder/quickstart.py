@@ -17,7 +17,7 @@ import typer
 
 def repo_root() -> Path:
     """The checkout holding ``src/finextract`` (editable installs), else the working directory."""
-    here = Path(__file__).resolve().parents[3]
+    here = Path(__file__).resolve().parents[4]
     return here if (here / "src" / "finextract").is_dir() else Path.cwd()
 
 
@@ -25,25 +25,6 @@ def default_pilot_path() -> Path:
     """``$FINEXTRACT_SHARED/data/merchant/pilot_memos.jsonl``, default ``../shared`` beside the repo."""
     shared = Path(os.environ.get("FINEXTRACT_SHARED", repo_root().parent / "shared"))
     return shared / "data" / "merchant" / "pilot_memos.jsonl"
-
-
-def markdown_table(report: Any) -> str:
-    """Per-key P/R/F1 as a Markdown table (the run report's twin of ``ScoreReport.rich_table``)."""
-    lines = ["| key | P | R | F1 | support |", "|---|---:|---:|---:|---:|"]
-    for key, c in report.per_key.items():
-        if c.tp or c.fp or c.fn:
-            lines.append(f"| {key} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |")
-        else:
-            lines.append(f"| {key} | - | - | - | 0 |")
-    m = report.micro
-    lines.append(f"| **micro** | {m.precision:.3f} | {m.recall:.3f} | **{m.f1:.3f}** | {m.support} |")
-    lines.append(f"| macro | {report.macro_precision:.3f} | {report.macro_recall:.3f} | {report.macro_f1:.3f} | |")
-    return "\n".join(lines)
-
-
-def weakest_keys(report: Any, n: int = 3) -> list[tuple[str, float]]:
-    scored = [(k, c.f1) for k, c in report.per_key.items() if c.tp or c.fp or c.fn]
-    return sorted(scored, key=lambda kv: kv[1])[:n]
 
 
 def write_report(path: Path, cfg: Any, reports: dict[str, Any], timings: dict[str, float], extractor: Any) -> None:
@@ -60,8 +41,8 @@ def write_report(path: Path, cfg: Any, reports: dict[str, Any], timings: dict[st
         "",
     ]
     for name, rep in reports.items():
-        weak = ", ".join(f"{k} ({f:.3f})" for k, f in weakest_keys(rep))
-        parts += [f"## {name} ({rep.n_records} records)", "", markdown_table(rep), "",
+        weak = ", ".join(f"{k} ({f:.3f})" for k, f in rep.weakest_keys())
+        parts += [f"## {name} ({rep.n_records} records)", "", rep.markdown_table(), "",
                   f"Weakest keys: {weak or '-'}. Invalid outputs: {rep.n_invalid}.", ""]
     parts += ["## Next", "", f"- `finextract predict {cfg.output_dir} \"SQ *SOME CAFE AUSTIN TX\"`",
               f"- `finextract eval {cfg.output_dir} --data YOUR_LABELED.jsonl`",
@@ -84,7 +65,7 @@ def register(app: typer.Typer) -> None:
         data: Path | None = typer.Option(None, "--data", help="use train/validation/test.jsonl from this folder instead of generating"),
         pilot: Path | None = typer.Option(None, "--pilot", help="real labeled memos to score on "
                                           "(default: $FINEXTRACT_SHARED/data/merchant/pilot_memos.jsonl, skipped if absent)"),
-        set_: list[str] = typer.Option([], "--set", "-s", help="override any config field, e.g. --set train.eval_every=100"),
+        set_: list[str] = typer.Option([], "--set", "-s", help="override any config field, e.g. --set train.checkpoint_every=100"),
     ) -> None:
         """Generate merchant data, train the default encoder on CPU, score it and write a report.
 
@@ -95,7 +76,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from finextract.backends.encoder import EncoderRunConfig, load, train
-        from finextract.cli import UserError
+        from finextract.errors import UserError
         from finextract.config import apply_overrides
         from finextract.records import read_records
 
@@ -127,7 +108,7 @@ def register(app: typer.Typer) -> None:
                      "eval_sets": {"pilot": str(pilot_path)} if pilot_path.exists() else {}},
             "model": {"max_length": max_length, **({"name_or_path": model} if model else {})},
             "train": {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "head_learning_rate": 1e-3,
-                      "eval_every": 100, "num_threads": threads},
+                      "checkpoint_every": 100, "num_threads": threads},
         }
         apply_overrides(raw, list(set_))
         try:

@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
         """
         from finextract.backends.encoder import EncoderRunConfig, load
         from finextract.backends.encoder.onnx import export_checkpoint
-        from finextract.cli import UserError, console
+        from finextract.errors import UserError
+        from finextract.console import console
         from finextract.rundir import RunDir
 
         run = RunDir(run_dir)
