@@ -141,19 +141,20 @@ def run_config(run: dict[str, Any], base: Path, smoke: bool) -> dict[str, Any]:
                 "eval_sets": {"dev_full": d["validation"], "pilot": d["pilot"]},
                 "max_eval_records": run.get("dev_subset", 200)}
         train = {"learning_rate": 1e-4, "scheduler": "cosine", "warmup_ratio": 0.1, "epochs": run.get("epochs", 6),
-                 "per_device_batch": 16, "gradient_accumulation": 1, "save_steps": 200, "max_length": 1536}
+                 "batch_size": 16, "gradient_accumulation": 1, "checkpoint_every": 200, "max_length": 1536}
         task, max_new = "merchant", 256
     else:
         d = {k: str(data_root / v) for k, v in FIRE.items()}
         data = {"train": d["train"], "validation": d["validation"], "eval_sets": {"dev_full": d["validation"]},
-                "max_eval_records": run.get("dev_subset", None)}
+                "max_eval_records": run.get("dev_subset", None),
+                "skip_invalid": True}  # FIRE train has one record whose label is not a substring
         train = {"learning_rate": 5e-5, "scheduler": "linear", "warmup_ratio": 0.0, "epochs": run.get("epochs", 3),
-                 "per_device_batch": 4, "gradient_accumulation": 6, "save_steps": 100, "max_length": 1536}
+                 "batch_size": 4, "gradient_accumulation": 6, "checkpoint_every": 100, "max_length": 1536}
         task, max_new = "fin-ner", 384
-    train.update({"logging_steps": 10, "loss": "answer-only"})
+    train.update({"log_every": 10, "loss": "answer-only"})
     train.update(run.get("train", {}))
     if smoke:  # CPU check of this script: two steps, tiny eval, short answers
-        train.update({"max_steps": 2, "save_steps": 2, "per_device_batch": 2, "gradient_accumulation": 1,
+        train.update({"max_steps": 2, "checkpoint_every": 2, "batch_size": 2, "gradient_accumulation": 1,
                       "max_length": 4096})
         data["max_train_records"] = 8
         data["max_eval_records"] = 4

@@ -100,8 +100,8 @@ def test_lora_steps_supervise_end_of_turn_and_engine_decodes_substrings(smollm2_
         "data": {"train": str(data)},
         "model": {"name_or_path": "smollm2-135m-instruct", "precision": "fp32"},
         "prompt": {"style": "minimal"}, "lora": {"rank": 8, "alpha": 16},
-        "train": {"learning_rate": 1e-3, "max_steps": 3, "per_device_batch": 4, "gradient_accumulation": 1,
-                  "save_steps": 3, "logging_steps": 1, "warmup_ratio": 0.0, "scheduler": "constant"},
+        "train": {"learning_rate": 1e-3, "max_steps": 3, "batch_size": 4, "gradient_accumulation": 1,
+                  "checkpoint_every": 3, "log_every": 1, "warmup_ratio": 0.0, "scheduler": "constant"},
         "decoding": {"engine": "engine", "max_new_tokens": 48, "batch_size": 4}})
     train(cfg)
     losses = [row["loss"] for row in RunDir(cfg.output_dir).train_log()]
