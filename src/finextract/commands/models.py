@@ -8,7 +8,7 @@ import typer
 
 HELP = """List the offline base models: installed or not, size, license, install command.
 
-Instruction-tuned: SmolLM2-135M-Instruct (ChatML template; trains quickly from a useful start).
+Instruction-tuned: SmolLM2-135M-Instruct (ChatML chat template, end of turn <|im_end|>).
 Not instruction-tuned: Gemma 3 270M is a base model (our conversion adds a Gemma turn-format
 chat template); MiniLM-L6 and all-mpnet-base-v2 are encoders for `backend: encoder`.
 
