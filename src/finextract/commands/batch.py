@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from finextract.runtime import RUNTIME_HELP
+
 
 def register(app: typer.Typer) -> None:
     @app.command("batch")
@@ -18,6 +20,7 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", help="column or JSON field holding the text"),
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
         overwrite: bool = typer.Option(False, help="start over instead of resuming an existing output"),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Extract every row of a file, in bounded memory.
 
@@ -27,9 +30,9 @@ def register(app: typer.Typer) -> None:
         """
         from finextract.batch import run_batch
         from finextract.cli import console
-        from finextract.extractor import load_extractor
+        from finextract.runtime import load_with_runtime
 
-        extractor = load_extractor(run_dir, checkpoint)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime)
         summary = run_batch(extractor, input, output, batch_size=batch_size, text_column=text_column,
                             overwrite=overwrite)
         console.print_json(json.dumps(summary.to_dict()))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from finextract.runtime import RUNTIME_HELP
+
 SET_HELP = "override a config field, e.g. --set train.learning_rate=1e-4 (repeatable; value parsed as YAML)"
 
 
@@ -40,18 +42,19 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", help="column or JSON field holding the text"),
         output: Path | None = typer.Option(None, "--output", "-o", help="write JSONL or CSV here (default: stdout JSONL)"),
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Extract structured fields from texts with a trained run."""
         from finextract.cli import UserError
-        from finextract.extractor import load_extractor
         from finextract.records import read_texts, write_predictions
+        from finextract.runtime import load_with_runtime
 
         items = list(texts or [])
         if input is not None:
             items += read_texts(input, text_column)
         if not items:
             raise UserError("nothing to predict: give texts as arguments or --input FILE")
-        extractor = load_extractor(run_dir, checkpoint)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime)
         preds = extractor.predict(items)
         if output:
             write_predictions(output, items, preds, extractor.task)
@@ -69,13 +72,14 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="write the report JSON here"),
         predictions: Path | None = typer.Option(None, "--predictions", help="also write the predictions JSONL here"),
         skip_invalid: bool = typer.Option(False, help="drop invalid gold records instead of refusing the file"),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
         from finextract.cli import console
-        from finextract.extractor import load_extractor
         from finextract.records import read_records, write_predictions
+        from finextract.runtime import load_with_runtime
 
-        extractor = load_extractor(run_dir, checkpoint)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime)
         records = read_records(data, extractor.task, skip_invalid=skip_invalid)
         report, preds = extractor.evaluate(records, collect_errors=True)
         console.print(report.rich_table(title=f"{run_dir} on {data}"))

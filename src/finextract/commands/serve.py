@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from finextract.runtime import RUNTIME_HELP
+
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
@@ -19,6 +21,7 @@ def register(app: typer.Typer) -> None:
         max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's max_text_chars)"),
         graceful_shutdown_s: float = typer.Option(30.0, help="on SIGTERM, wait this long for in-flight requests"),
         log_level: str = typer.Option("info", help="uvicorn log level"),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Serve a trained run over HTTP.
 
@@ -35,7 +38,7 @@ def register(app: typer.Typer) -> None:
         try:
             cfg = ServeConfig(run_dir=run_dir, checkpoint=checkpoint, host=host, port=port, max_batch=max_batch,
                               max_wait_ms=max_wait_ms, timeout_s=timeout_s, max_texts=max_texts,
-                              max_chars=max_chars, graceful_shutdown_s=graceful_shutdown_s)
+                              max_chars=max_chars, graceful_shutdown_s=graceful_shutdown_s, runtime=runtime)
         except ValidationError as exc:
             raise UserError(f"invalid server setting:\n{exc}") from exc
         run_server(cfg, log_level=log_level)

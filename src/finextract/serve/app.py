@@ -102,9 +102,9 @@ def _describe(extractor: Extractor) -> dict[str, Any]:
 def create_app(config: ServeConfig, extractor: Extractor | None = None) -> FastAPI:
     """Build the app. ``extractor`` defaults to loading ``config.run_dir`` (tests may pass one)."""
     if extractor is None:
-        from finextract.extractor import load_extractor
+        from finextract.runtime import load_with_runtime
 
-        extractor = load_extractor(config.run_dir, config.checkpoint)
+        extractor = load_with_runtime(config.run_dir, config.checkpoint, config.runtime)
     task = extractor.task
     max_chars = config.max_chars or task.max_text_chars
     metrics = ServeMetrics()

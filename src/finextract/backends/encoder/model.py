@@ -7,7 +7,7 @@ A checkpoint folder holds everything inference needs, so it can be copied alone:
     step-N/case.safetensors  capitalisation embedding (when model.case_features)
     step-N/labels.json   label names in id order
     step-N/state.pt      optimizer, scheduler, RNG states, step (resume only)
-    step-N/model.onnx, model.int8.onnx   after ``finextract export-onnx``
+    step-N/onnx/         ONNX variants + meta.json after ``finextract export-onnx``
 """
 
 from __future__ import annotations
@@ -238,11 +238,12 @@ def count_parameters(model: Any) -> int:
 
 
 def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num_threads: int | None = None,
-         batch_size: int | None = None, device: str = "cpu", quantized: bool = True, **_: Any) -> EncoderExtractor:
+         batch_size: int | None = None, device: str = "cpu", variant: str | None = None,
+         quantized: bool | None = None, allow_unvalidated: bool = False, **_: Any) -> EncoderExtractor:
     """Load a run's checkpoint ("best" by default) as an extractor.
 
-    ``runtime="onnx"`` uses the exported ``model.int8.onnx`` (``quantized=False``: ``model.onnx``)
-    from ``finextract export-onnx``.
+    ``runtime="onnx"`` uses the ONNX variant ``finextract export-onnx`` chose (fastest within
+    its F1 tolerance), or ``variant`` ("fp32", "int8", ...); ``quantized=False`` means "fp32".
     """
     from finextract.rundir import RunDir
 
@@ -256,7 +257,10 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
     if runtime == "onnx":
         from finextract.backends.encoder.onnx import onnx_extractor
 
-        return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, quantized=quantized)
+        if quantized is False:
+            variant = variant or "fp32"
+        return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, variant=variant,
+                              allow_unvalidated=allow_unvalidated)
     if runtime != "torch":
         raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     import torch
