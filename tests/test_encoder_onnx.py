@@ -14,7 +14,7 @@ pytest.importorskip("onnxruntime")
 from finextract.backends.encoder import EncoderRunConfig, load, train  # noqa: E402
 from finextract.backends.encoder.onnx import (META_NAME, length_buckets, onnx_dir, read_meta,  # noqa: E402
                                               write_meta)
-from finextract.backends.encoder.onnx_select import EvalSet, Int8Spec, export_fast_path  # noqa: E402
+from finextract.backends.encoder.onnx_select import BASE_KEEP, OUTER, EvalSet, Int8Spec, export_fast_path  # noqa: E402
 from finextract.backends.encoder.quantize import nodes_to_keep_fp32  # noqa: E402
 from finextract.backends.encoder.testing import build_tiny_encoder  # noqa: E402
 from finextract.records import Record, read_records  # noqa: E402
@@ -22,6 +22,8 @@ from finextract.rundir import RunDir  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "tests" / "data" / "merchant_sample.jsonl"
+STATIC = Int8Spec("static", BASE_KEEP + OUTER)  # named int8-static-outer-fp32
+DYNAMIC = Int8Spec("dynamic", BASE_KEEP)  # named int8-dynamic
 N_FIXED = 120  # generated records, seed 11: the fixed set both paths are compared on
 
 
@@ -56,7 +58,7 @@ def exported(trained_run) -> dict:
     task = cfg.load_task()
     calib = [r.text for r in read_records(cfg.data.train, task)][:64]
     sets = [EvalSet("fixed", "fixed", fixed_records(task))]
-    meta = export_fast_path(trained_run, "best", cfg, sets, calib, [Int8Spec()], tolerance=100.0, threads=1,
+    meta = export_fast_path(trained_run, "best", cfg, sets, calib, [STATIC, DYNAMIC], tolerance=100.0, threads=1,
                             speed_texts=64, log=lambda m: None)
     return meta
 
@@ -104,21 +106,23 @@ def test_fp32_onnx_equals_torch_on_fixed_records(trained_run, exported):
 
 @pytest.mark.slow
 def test_int8_differs_from_fp32_only_on_the_documented_records(trained_run, exported):
-    v = exported["variants"]["int8"]
-    q = v["quantization"]
-    assert q["method"] == "static" and q["per_channel"] and q["matmuls_quantized"] == 12  # layers 1-2, 6 each
-    documented = v["f1"]["fixed"]
+    assert exported["variants"][STATIC.name]["quantization"]["matmuls_quantized"] == 12  # layers 1-2: 6 linear each
+    assert exported["variants"][DYNAMIC.name]["quantization"]["matmuls_quantized"] == 24  # layers 0-3
     task = load(str(trained_run)).task
     records = fixed_records(task)
     texts = [r.text for r in records]
     ref = load(str(trained_run)).predict(texts)
-    fast = load(str(trained_run), runtime="onnx", variant="int8").predict(texts)
-    differing = [i for i, (a, b) in enumerate(zip(ref, fast)) if a != b]
-    assert differing == [d["index"] for d in documented["differing_records"]]
-    assert documented["n_differing_records"] == len(differing)
-    for d in documented["differing_records"]:
-        assert d["fp32"] == ref[d["index"]] and d["variant"] == fast[d["index"]]
-    assert len(differing) <= len(records) // 5  # int8 with fp32 islands stays close to fp32
+    for spec in (STATIC, DYNAMIC):
+        v = exported["variants"][spec.name]
+        assert v["quantization"]["method"] == spec.method and v["quantization"]["per_channel"]
+        documented = v["f1"]["fixed"]
+        fast = load(str(trained_run), runtime="onnx", variant=spec.name).predict(texts)
+        differing = [i for i, (a, b) in enumerate(zip(ref, fast)) if a != b]
+        assert differing == [d["index"] for d in documented["differing_records"]], spec.name
+        assert documented["n_differing_records"] == len(differing)
+        for d in documented["differing_records"]:
+            assert d["fp32"] == ref[d["index"]] and d["variant"] == fast[d["index"]]
+        assert len(differing) <= len(records) // 4, spec.name  # int8 with fp32 islands stays close to fp32
 
 
 @pytest.mark.slow
@@ -130,8 +134,8 @@ def test_quantized_export_without_f1_delta_is_refused_by_serve(trained_run, expo
     meta = read_meta(ckpt)
     try:
         unmeasured = json.loads(json.dumps(meta))
-        unmeasured["chosen"] = "int8"
-        del unmeasured["variants"]["int8"]["f1"]
+        unmeasured["chosen"] = STATIC.name
+        del unmeasured["variants"][STATIC.name]["f1"]
         write_meta(ckpt, unmeasured)
         with pytest.raises(ValueError, match="no recorded F1 delta"):
             create_app(ServeConfig(run_dir=str(trained_run), runtime="onnx"))
@@ -142,7 +146,7 @@ def test_quantized_export_without_f1_delta_is_refused_by_serve(trained_run, expo
         assert exit_info.value.code == 2
         # measured, the same variant is served
         measured = json.loads(json.dumps(meta))
-        measured["chosen"] = "int8"
+        measured["chosen"] = STATIC.name
         write_meta(ckpt, measured)
         app = create_app(ServeConfig(run_dir=str(trained_run), runtime="onnx"))
         assert app is not None

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-KEEP_HELP = ("comma-separated parts int8 leaves in fp32: embeddings, head, first, last (transformer layers), "
-             "attention_products (the two activation x activation MatMuls of attention)")
+KEEP_HELP = ("comma-separated: embeddings, head, first, last (transformer layers), attention_products "
+             "(the two activation x activation MatMuls of attention); default embeddings,head,attention_products")
 
 
 def register(app: typer.Typer) -> None:
@@ -15,9 +15,10 @@ def register(app: typer.Typer) -> None:
     def export_onnx_cmd(
         run_dir: Path = typer.Argument(..., help="encoder run directory"),
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
-        int8: str = typer.Option("static", "--int8", help="int8 candidates: static (QDQ, calibrated), dynamic, "
-                                 "both, or none"),
-        keep_fp32: str = typer.Option("embeddings,head,first,last,attention_products", help=KEEP_HELP),
+        int8: list[str] = typer.Option([], "--int8", help="int8 candidate METHOD[:PARTS] (repeatable): method static "
+                                       "(QDQ, calibrated) or dynamic; PARTS kept fp32 (" + KEEP_HELP + "); "
+                                       "default: dynamic, dynamic:embeddings,head,attention_products,first,last, "
+                                       "static:(same); 'none' for fp32 only"),
         heldout: Path | None = typer.Option(None, help="labeled held-out generated JSONL to measure the F1 delta on "
                                             "(default: the run's data.test, else data.validation)"),
         pilot: Path | None = typer.Option(None, help="real labeled memos (default: the run's eval_sets.pilot, else "
@@ -25,15 +26,14 @@ def register(app: typer.Typer) -> None:
         check: list[Path] = typer.Option([], "--check", help="more labeled JSONL sets to score on (repeatable)"),
         calib: Path | None = typer.Option(None, help="texts (JSONL) to calibrate int8 on (default: the run's data.train)"),
         calib_n: int = typer.Option(512, min=16, help="calibration texts"),
-        student_layers: int = typer.Option(0, min=0, help="also distil a student with this many layers (0: none)"),
         tolerance: float = typer.Option(0.5, min=0, help="largest |micro-F1 change| in points a variant may have "
                                         "on every set to be chosen"),
         threads: int = typer.Option(2, min=1, help="ORT / torch threads while measuring"),
     ) -> None:
         """Export an encoder checkpoint to ONNX Runtime variants and keep the fastest accurate one.
 
-        Writes CHECKPOINT/onnx/: model.opt.onnx (fp32, graph-optimised), model.int8.onnx (int8
-        with the sensitive parts in fp32), meta.json. Every variant is scored against the
+        Writes CHECKPOINT/onnx/: model.opt.onnx (fp32, graph-optimised), model.int8-*.onnx (int8
+        candidates with the sensitive parts in fp32), meta.json. Every variant is scored against the
         PyTorch fp32 model on held-out generated data and on the pilot memos when present, and
         timed here; meta.json records each F1 delta, the differing records and which variant
         `--runtime onnx` (predict, serve, batch) uses: the fastest within --tolerance points.
@@ -71,22 +71,19 @@ def register(app: typer.Typer) -> None:
         if not sets:
             raise UserError("no labeled set to measure the F1 delta on: the run has no data.test/validation; "
                             "pass --heldout FILE")
-        methods = {"static": ["static"], "dynamic": ["dynamic"], "both": ["static", "dynamic"], "none": []}
-        if int8 not in methods:
-            raise UserError(f"--int8 {int8!r}: choose static, dynamic, both or none")
-        keep = [k.strip() for k in keep_fp32.split(",") if k.strip()]
-        specs = [Int8Spec(name="int8" if len(methods[int8]) == 1 else f"int8-{m}", method=m, keep_fp32=keep)
-                 for m in methods[int8]]
+        from finextract.backends.encoder.onnx_select import DEFAULT_INT8
+
+        try:
+            specs = [] if int8 == ["none"] else ([Int8Spec.parse(x) for x in int8] if int8 else list(DEFAULT_INT8))
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
+        if len({s.name for s in specs}) != len(specs):
+            raise UserError(f"--int8: two candidates with the same name {[s.name for s in specs]}")
         exclude = {r.text for s in sets for r in s.records}
         texts = None
-        if "static" in methods[int8]:
+        if any(s.method == "static" for s in specs):
             texts = (read_texts(calib)[:calib_n] if calib else calibration_texts(ecfg, calib_n, exclude))
-        students = []
-        if student_layers:
-            from finextract.backends.encoder.distill import student_variants
-
-            students.append(student_variants(student_layers, run_dir, calib_texts_n=4000, specs=specs, threads=threads))
-        meta = export_fast_path(run_dir, checkpoint, ecfg, sets, texts, specs, students=students,
+        meta = export_fast_path(run_dir, checkpoint, ecfg, sets, texts, specs,
                                 tolerance=tolerance, threads=threads, log=lambda m: console.print(m))
         table = Table(title=f"ONNX variants of {meta['checkpoint']} (vs PyTorch fp32; tolerance {tolerance} points)")
         for col in ("variant", "desc/s", "p50 ms", "micro-F1 change (points)", ""):
