@@ -57,7 +57,7 @@ def train(work: Path, data: Path, model: str, steps: int) -> Path:
     sets = [f"backend={model}", "task=merchant", f"output_dir={run}", f"data.train={data / 'train.jsonl'}",
             f"data.validation={data / 'validation.jsonl'}", "data.max_eval_records=100"]
     if model == "encoder":
-        sets += [f"train.max_steps={steps}", f"train.eval_every={steps}", "train.batch_size=16",
+        sets += [f"train.max_steps={steps}", f"train.checkpoint_every={steps}", "train.batch_size=16",
                  "train.num_threads=2", "train.progress=false", "train.learning_rate=1e-4",
                  "train.head_learning_rate=1e-3"]
     else:

@@ -153,8 +153,8 @@ def _config(tiny: Path, tmp: Path, **train) -> CausalRunConfig:
 @pytest.mark.slow
 def test_full_path_memorises_32_records(tiny, tmp_path):
     from finextract.backends.causal_lm import load
-    from finextract.backends.causal_lm.trainer import train
-    from finextract.commands.export import export_merged
+    from finextract.backends.causal_lm.train import train
+    from finextract.backends.causal_lm.export import export_merged
     from finextract.rundir import RunDir
 
     torch.set_num_threads(1)
@@ -187,7 +187,7 @@ def test_full_path_memorises_32_records(tiny, tmp_path):
 @pytest.mark.slow
 def test_template_mismatch_refused_on_load(tiny, tmp_path):
     from finextract.backends.causal_lm import load
-    from finextract.backends.causal_lm.trainer import train
+    from finextract.backends.causal_lm.train import train
 
     cfg = _config(tiny, tmp_path, max_steps=2, save_steps=2)
     cfg.data.validation = None
@@ -207,7 +207,7 @@ class _Kill(Exception):
 def test_resume_after_kill_matches_uninterrupted(tiny, tmp_path):
     from safetensors.torch import load_file
 
-    from finextract.backends.causal_lm.trainer import train
+    from finextract.backends.causal_lm.train import train
     from finextract.rundir import RunDir
 
     torch.set_num_threads(1)
@@ -259,7 +259,7 @@ def test_compiled_layers_give_the_same_loss(tiny):
     from transformers import AutoModelForCausalLM
 
     from finextract.backends.causal_lm.modeling import add_lora
-    from finextract.backends.causal_lm.trainer import compile_layers
+    from finextract.backends.causal_lm.train import compile_layers
 
     torch.set_num_threads(1)
     model = add_lora(AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32),

@@ -45,7 +45,7 @@ def trained_run(tmp_path_factory) -> Path:
         "backend": "encoder", "task": "merchant", "output_dir": str(base / "run"), "seed": 0,
         "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "test": str(paths["test"])},
         "model": {"name_or_path": str(model), "max_length": 48},
-        "train": {"learning_rate": 3e-3, "max_steps": 60, "batch_size": 16, "eval_every": 60, "warmup_ratio": 0.0,
+        "train": {"learning_rate": 3e-3, "max_steps": 60, "batch_size": 16, "checkpoint_every": 60, "warmup_ratio": 0.0,
                   "progress": False, "num_threads": 1}})
     train(cfg)
     return Path(cfg.output_dir)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from finextract.backends.encoder import EncoderRunConfig, load, train
 from finextract.backends.encoder.testing import build_tiny_encoder
-from finextract.backends.encoder.trainer import _Interrupt
+from finextract.backends.encoder.train import _Interrupt
 from finextract.config import ConfigError, load_run_config
 from finextract.records import read_records
 from finextract.rundir import RunDir
@@ -109,28 +109,12 @@ def test_resume_refuses_a_changed_recipe(tmp_path, tiny_random):
 @pytest.mark.slow
 def test_lora_trains_and_loads_merged(tmp_path, tiny_random):
     cfg = make_cfg(tmp_path / "run", tiny_random, epochs=2, eval_every=100)
-    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": True, "lora_rank": 4})})
+    cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": True, "rank": 4})})
     summary = train(cfg)
     assert summary["trainable_parameters"] < summary["parameters"] / 2
     assert (RunDir(cfg.output_dir).resolve_checkpoint() / "adapter").exists()
     ex = load(str(cfg.output_dir))
     assert len(ex.predict(["SQ *TURTLE TOWER SAN FRANCISCO CA"])) == 1
-
-
-@pytest.mark.slow
-def test_onnx_int8_export_matches_torch(tmp_path, tiny_random):
-    pytest.importorskip("onnxruntime")
-    from finextract.backends.encoder.onnx import export_checkpoint
-
-    cfg = make_cfg(tmp_path / "run", tiny_random)
-    train(cfg)
-    run = RunDir(cfg.output_dir)
-    paths = export_checkpoint(run.resolve_checkpoint(), cfg, cfg.load_task())
-    assert paths["int8"].stat().st_size < paths["fp32"].stat().st_size
-    texts = [r.text for r in read_records(SAMPLE, cfg.load_task())]
-    torch_preds = load(str(run.root)).predict(texts)
-    assert load(str(run.root), runtime="onnx", quantized=False).predict(texts) == torch_preds
-    assert len(load(str(run.root), runtime="onnx").predict(texts)) == len(texts)
 
 
 def test_missing_training_data_is_a_config_error(tmp_path):

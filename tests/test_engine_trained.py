@@ -20,7 +20,7 @@ from test_causal import _config, _records
 @pytest.fixture(scope="module")
 def memorised(tmp_path_factory):
     from finextract.backends.causal_lm import load
-    from finextract.backends.causal_lm.trainer import train
+    from finextract.backends.causal_lm.train import train
 
     torch.set_num_threads(1)
     tmp = tmp_path_factory.mktemp("memorised")

@@ -77,3 +77,25 @@ def test_parse_repairs_form(raw, expected):
 @pytest.mark.parametrize("raw", ["", "no json here", '{"CITY": 3}', '["AUSTIN"]', '{"CITY": {"a": 1}}'])
 def test_parse_refuses_wrong_shape(raw):
     assert parse_output(MERCHANT, raw) is None
+
+
+def test_a_registered_style_is_accepted_by_the_config_and_used_everywhere():
+    from finextract.backends.causal_lm.config import CausalRunConfig
+    from finextract.config import ConfigError, load_run_config
+    from finextract.prompts import _STYLES, PromptStyle, compact_json, get_style, register_style, style_names
+
+    assert style_names()[:3] == ("json-only", "two-step", "minimal")
+    with pytest.raises(ConfigError, match="unknown prompt style 'terse'"):
+        load_run_config(None, ["backend=causal_lm", "model.name_or_path=x", "prompt.style=terse"])
+    register_style(PromptStyle(name="terse", description="test style", system=lambda task: "KEYS " + task.schema_json(),
+                               target=lambda task, values: "RESULT " + compact_json(task, values),
+                               answer_marker="RESULT"))
+    try:
+        cfg = CausalRunConfig.model_validate({"model": {"name_or_path": "x"}, "prompt": {"style": "terse"}})
+        assert cfg.prompt.style == "terse" and get_style("terse").answer_marker == "RESULT"
+        assert system_prompt(MERCHANT, "terse").startswith("KEYS ")
+        values = {k: "" for k in MERCHANT.key_names}
+        target = format_target(MERCHANT, values, "terse")
+        assert target.startswith("RESULT {") and parse_output(MERCHANT, "chatter " + target) == values
+    finally:
+        _STYLES.pop("terse")

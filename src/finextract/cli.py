@@ -1,7 +1,8 @@
 """The ``finextract`` command line.
 
 Commands live in ``finextract/commands/*.py``; each module defines ``register(app)`` and is
-discovered here, so a new feature adds a file instead of editing this one. Expected errors
+discovered here, so a new feature adds a file instead of editing this one. A backend adds its
+own commands through ``Backend.commands`` (see :mod:`finextract.registry`). Expected errors
 (bad data, bad config, missing files) print one clear message and exit with status 2;
 ``FINEXTRACT_DEBUG=1`` shows the traceback.
 """
@@ -15,7 +16,10 @@ import pkgutil
 import sys
 
 import typer
-from rich.console import Console
+
+from finextract.commands import data_app
+from finextract.console import console, err_console  # noqa: F401  (re-exported for older imports)
+from finextract.errors import UserError  # noqa: F401  (commands used to import it from here)
 
 app = typer.Typer(
     name="finextract",
@@ -25,15 +29,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-data_app = typer.Typer(help="Prepare and validate data: check, synth, convert.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-
-console = Console(stderr=False)
-err_console = Console(stderr=True)
-
-
-class UserError(Exception):
-    """An error caused by the user's input: shown without a traceback."""
 
 
 def _discover() -> None:
@@ -44,6 +40,15 @@ def _discover() -> None:
         register = getattr(module, "register", None)
         if register is not None:
             register(app)
+    from finextract.registry import UnknownBackendError, get_backend, known_backends
+
+    for name in known_backends():  # backend-only commands (encoder: export-onnx, quickstart; ...)
+        try:
+            backend = get_backend(name)
+        except UnknownBackendError:  # an optional backend missing from this build
+            continue
+        if backend.commands is not None:
+            backend.commands(app)
 
 
 def main(argv: list[str] | None = None) -> None:

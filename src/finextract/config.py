@@ -4,15 +4,85 @@ A run config is YAML validated by the backend's pydantic model (a subclass of
 :class:`BaseRunConfig`). Any field can be overridden from the command line with
 ``--set section.field=value`` (the value is parsed as YAML), so every CLI flag maps to a
 config field and the resolved config written to the run directory is the whole truth.
+
+Fields that mean the same thing in every backend have one name, defined here:
+``train.checkpoint_every`` (save and score), ``train.log_every``, ``train.batch_size``,
+``train.progress`` and a ``lora`` section (``rank``, ``alpha``, ``dropout``,
+``target_modules``). Older per-backend names (``train.eval_every``, ``train.save_steps``,
+``train.logging_steps``, ``train.per_device_batch``, ``model.lora_rank``, ...) are still read:
+:meth:`BaseRunConfig._rename_deprecated` rewrites them and logs a deprecation warning
+naming the new field, for config files and ``--set`` overrides alike.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from finextract.errors import ConfigError
+
+log = logging.getLogger("finextract")
+
+
+class TrainBase(BaseModel):
+    """Training fields every backend has (a backend's train section subclasses this)."""
+
+    model_config = ConfigDict(extra="forbid")
+    checkpoint_every: int = Field(200, ge=1, description="save and score a checkpoint every N steps (and at the end)")
+    progress: bool = Field(True, description="show progress: a bar on a terminal, a log line every ~5% otherwise")
+
+
+class StepTrainBase(TrainBase):
+    """Shared fields of backends trained by gradient steps over mini-batches."""
+
+    batch_size: int = Field(16, ge=1, description="training records per step (per device)")
+    log_every: int = Field(10, ge=1, description="write loss / lr to train_log.jsonl every N steps")
+
+
+class LoraBase(BaseModel):
+    """The shared LoRA section (peft): same names for every backend, defaults per backend."""
+
+    model_config = ConfigDict(extra="forbid")
+    rank: int = Field(8, ge=1)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] | str = Field(default_factory=list, description="module names to adapt, or 'all-linear'")
+
+
+def _pop_path(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    node: Any = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+            return False, None
+        node = node[part]
+    if not isinstance(node, dict) or parts[-1] not in node:
+        return False, None
+    return True, node.pop(parts[-1])
+
+
+def _has_path(data: dict[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        if not isinstance(node.get(part), dict):
+            node[part] = {}
+        node = node[part]
+    node[parts[-1]] = value
 
 
 class DataConfig(BaseModel):
@@ -45,14 +115,41 @@ class BaseRunConfig(BaseModel):
     data: DataConfig = Field(default_factory=DataConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
+    # old dotted name -> new dotted name (each backend lists its own)
+    DEPRECATED_NAMES: ClassVar[dict[str, str]] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rename_deprecated(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not cls.DEPRECATED_NAMES:
+            return data
+        data = _deep_copy(data)
+        for old, new in cls.DEPRECATED_NAMES.items():
+            found, value = _pop_path(data, old)
+            if not found:
+                continue
+            if _has_path(data, new):
+                raise ConfigError(f"config: both {old} (deprecated) and {new} are set; keep only {new}")
+            _set_path(data, new, value)
+            message = f"config field {old} is deprecated; use {new} (read as {new} this time)"
+            log.warning(message)
+            warnings.warn(message, FutureWarning, stacklevel=2)
+        return data
+
     def load_task(self):
         from finextract.tasks import load_task
 
         return load_task(self.task)
 
 
-class ConfigError(ValueError):
-    pass
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
@@ -89,7 +186,7 @@ def read_config_dict(path: str | Path | None, overrides: list[str] | None = None
 
 def load_run_config(path: str | Path | None, overrides: list[str] | None = None) -> BaseRunConfig:
     """Read YAML + overrides and validate with the backend's config class."""
-    from finextract.backends import get_backend, known_backends
+    from finextract.registry import get_backend, known_backends
 
     data = read_config_dict(path, overrides)
     name = data.get("backend")

@@ -48,7 +48,7 @@ def load_extractor(source: str | Path, checkpoint: str | None = None, **kwargs: 
     """Load an extractor from a run directory (any backend) or an ``http(s)://`` endpoint."""
     src = str(source)
     if src.startswith(("http://", "https://")):
-        from finextract.backends import get_backend
+        from finextract.registry import get_backend
 
         return get_backend("endpoint").load(src, checkpoint, **kwargs)
     from finextract.rundir import RunDir

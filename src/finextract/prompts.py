@@ -1,7 +1,8 @@
 """Instruction prompts for causal LMs: build, render, format targets, parse outputs.
 
-Three styles, all generated from the :class:`~finextract.tasks.Task` (keys, descriptions,
-rules), so a new task needs no new prompt code:
+Styles are registered :class:`PromptStyle` objects (system text, target format, answer
+marker); three are built in, all generated from the :class:`~finextract.tasks.Task` (keys,
+descriptions, rules), so a new task needs no new prompt code:
 
 * ``json-only`` - describe the keys and rules, ask for one JSON object and nothing else.
 * ``two-step``  - let the model write a short analysis first, then the JSON after the fixed
@@ -19,19 +20,54 @@ from __future__ import annotations
 import ast
 import json
 import re
-from typing import Any, Literal
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from finextract.tasks import Task
 
-PromptStyle = Literal["json-only", "two-step", "minimal"]
-STYLES: tuple[str, ...] = ("json-only", "two-step", "minimal")
 ANSWER_MARKER = "### ANSWER"
 THINK_BLOCK = "<think>\n\n</think>\n\n"
 
 
+@dataclass(frozen=True)
+class PromptStyle:
+    """One way of asking for the answer: what the system prompt says, what the target looks like.
+
+    ``system(task)`` is the instruction text; ``target(task, values)`` the supervised answer
+    (before any think block); ``answer_marker``, when set, is the line after which the
+    answer starts (the parser and the decoding engine read only what follows it). A new
+    style is one :func:`register_style` call; configs accept every registered name.
+    """
+
+    name: str
+    description: str
+    system: Callable[[Task], str]
+    target: Callable[[Task, dict[str, Any]], str]
+    answer_marker: str | None = None
+
+
+_STYLES: dict[str, PromptStyle] = {}
+
+
+def register_style(style: PromptStyle) -> PromptStyle:
+    _STYLES[style.name] = style
+    return style
+
+
+def style_names() -> tuple[str, ...]:
+    """Names of the registered prompt styles, in registration order."""
+    return tuple(_STYLES)
+
+
+def get_style(name: str) -> PromptStyle:
+    if name not in _STYLES:
+        raise ValueError(f"unknown prompt style {name!r}; use one of {list(_STYLES)}")
+    return _STYLES[name]
+
+
 def _check_style(style: str) -> None:
-    if style not in STYLES:
-        raise ValueError(f"unknown prompt style {style!r}; use one of {list(STYLES)}")
+    get_style(style)
 
 
 def _value_shape(task: Task) -> str:
@@ -40,26 +76,59 @@ def _value_shape(task: Task) -> str:
     return 'a string (the empty string "" when the text does not contain it)'
 
 
-def system_prompt(task: Task, style: str) -> str:
-    """The instruction text for ``style`` (keys, value shape, rules and answer format)."""
-    _check_style(style)
-    if style == "minimal":
-        return (f"Extract {', '.join(task.key_names)} from the text. "
-                f"Reply with JSON only, shaped like {task.schema_json()}")
+def _described(task: Task, closing: str) -> str:
+    """Task description, keys with their descriptions, rules, then the style's closing instruction."""
     parts = [task.description.strip() or f"Extract the {task.name} fields from the text."]
     key_lines = [f"- {k.name}: {k.description}".rstrip(": ") for k in task.keys]
     parts.append(f"Fill every one of these keys; each value is {_value_shape(task)}:\n" + "\n".join(key_lines))
     if task.rules.strip():
         parts.append("Follow these rules:\n" + task.rules.strip())
-    if style == "json-only":
-        parts.append(f"Answer with a single JSON object with exactly these keys, in this order, and no other "
-                     f"text: {task.schema_json()}")
-    else:  # two-step
-        parts.append("First think briefly: name the pieces of the text and which key each belongs to, "
-                     "checking them against the rules. Then write a line containing only "
-                     f"{ANSWER_MARKER} and, below it, a single JSON object with exactly these keys in this "
-                     f"order: {task.schema_json()}")
+    parts.append(closing)
     return "\n\n".join(parts)
+
+
+def _two_step_target(task: Task, values: dict[str, Any]) -> str:
+    """A short analysis derived from the gold values (which piece went to which key), the marker, the JSON."""
+    found = []
+    for k in task.key_names:
+        v = values.get(k, task.empty_value())
+        vals = v if isinstance(v, list) else ([v] if v else [])
+        found += [f'"{x}" is {k}' for x in vals]
+    analysis = ("; ".join(found) + ".") if found else "Nothing in the text matches any key."
+    return f"{analysis}\n{ANSWER_MARKER}\n{compact_json(task, values)}"
+
+
+register_style(PromptStyle(
+    name="json-only",
+    description="describe the keys and rules, ask for one JSON object and nothing else",
+    system=lambda task: _described(task, "Answer with a single JSON object with exactly these keys, in this "
+                                         f"order, and no other text: {task.schema_json()}"),
+    target=lambda task, values: compact_json(task, values),
+))
+register_style(PromptStyle(
+    name="two-step",
+    description="a short analysis first, then the JSON after the answer marker line",
+    system=lambda task: _described(
+        task, "First think briefly: name the pieces of the text and which key each belongs to, "
+              "checking them against the rules. Then write a line containing only "
+              f"{ANSWER_MARKER} and, below it, a single JSON object with exactly these keys in this "
+              f"order: {task.schema_json()}"),
+    target=_two_step_target,
+    answer_marker=ANSWER_MARKER,
+))
+register_style(PromptStyle(
+    name="minimal",
+    description="only the key list and the output shape: short prompts train and decode faster",
+    system=lambda task: (f"Extract {', '.join(task.key_names)} from the text. "
+                         f"Reply with JSON only, shaped like {task.schema_json()}"),
+    target=lambda task, values: compact_json(task, values),
+))
+STYLES: tuple[str, ...] = style_names()  # the built-in styles (style_names() also sees later registrations)
+
+
+def system_prompt(task: Task, style: str) -> str:
+    """The instruction text for ``style`` (keys, value shape, rules and answer format)."""
+    return get_style(style).system(task)
 
 
 def build_messages(task: Task, style: str, text: str) -> list[dict[str, str]]:
@@ -95,21 +164,11 @@ def format_target(task: Task, values: dict[str, Any], style: str = "json-only",
                   enable_thinking: bool | None = None, prompt_has_think: bool = False) -> str:
     """The supervised answer text (without the end-of-turn token, which the trainer appends).
 
-    ``two-step`` targets carry a short analysis derived from the gold values (which piece
-    went to which key), then the marker, then the JSON. With ``enable_thinking`` on, the
-    empty think block is part of the target unless the template already put it into the
-    prompt (``prompt_has_think``).
+    The style decides the body (``two-step``: a short analysis, the marker, then the JSON).
+    With ``enable_thinking`` on, the empty think block is part of the target unless the
+    template already put it into the prompt (``prompt_has_think``).
     """
-    _check_style(style)
-    body = compact_json(task, values)
-    if style == "two-step":
-        found = []
-        for k in task.key_names:
-            v = values.get(k, task.empty_value())
-            vals = v if isinstance(v, list) else ([v] if v else [])
-            found += [f'"{x}" is {k}' for x in vals]
-        analysis = ("; ".join(found) + ".") if found else "Nothing in the text matches any key."
-        body = f"{analysis}\n{ANSWER_MARKER}\n{body}"
+    body = get_style(style).target(task, values)
     if enable_thinking and not prompt_has_think:
         body = THINK_BLOCK + body
     return body
@@ -164,7 +223,8 @@ def _loads_lenient(candidate: str) -> Any:
 def parse_output(task: Task, raw: str) -> dict[str, Any] | None:
     """Model text -> task-shaped dict, or ``None`` (invalid; the scorer counts it).
 
-    Order of repairs: drop think blocks, keep what follows the last :data:`ANSWER_MARKER`,
+    Order of repairs: drop think blocks, keep what follows the last answer marker of any
+    registered style (:data:`ANSWER_MARKER` for ``two-step``),
     unwrap code fences, take the last balanced JSON object that parses (models that
     "correct themselves" put the final answer last), then remove trailing commas or read
     single-quoted literals.
@@ -172,8 +232,9 @@ def parse_output(task: Task, raw: str) -> dict[str, Any] | None:
     if not isinstance(raw, str):
         return None
     text = _THINK_RE.sub("", raw)
-    if ANSWER_MARKER in text:
-        text = text.rsplit(ANSWER_MARKER, 1)[1]
+    for marker in {st.answer_marker for st in _STYLES.values() if st.answer_marker}:
+        if marker in text:
+            text = text.rsplit(marker, 1)[1]
     fences = [m.group(1) for m in _FENCE_RE.finditer(text)]
     candidates: list[str] = []
     for chunk in (fences or []) + [text]:
@@ -185,5 +246,5 @@ def parse_output(task: Task, raw: str) -> dict[str, Any] | None:
     return None
 
 
-__all__ = ["ANSWER_MARKER", "STYLES", "PromptStyle", "THINK_BLOCK", "system_prompt", "build_messages",
-           "render_prompt", "compact_json", "format_target", "parse_output"]
+__all__ = ["ANSWER_MARKER", "STYLES", "PromptStyle", "register_style", "get_style", "style_names", "THINK_BLOCK",
+           "system_prompt", "build_messages", "render_prompt", "compact_json", "format_target", "parse_output"]

@@ -5,7 +5,10 @@
     RUN_DIR/
       config.yaml          resolved config (every default filled in)
       versions.json        python, platform and library versions
-      checkpoints/step-N/  one folder per checkpoint (backend-specific contents)
+      .lock                held by the process training this run (finextract.locking.RunLock)
+      checkpoints/step-N/  one folder per checkpoint (backend-specific contents), plus
+        MANIFEST.json      every file of the checkpoint with its size and sha256, written before
+        COMPLETE           the marker written last; a folder without it is ignored
       metrics.jsonl        one line per scored checkpoint: {"step", "epoch", "val": ScoreReport.to_dict(), ...}
       best.json            {"checkpoint": "step-N", "step": N, "metric": "micro_f1", "value": ...}
       train_log.jsonl      loss / lr per logging step
@@ -16,8 +19,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
+import os
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -25,6 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from finextract.errors import RunDirError, RunDirNotFound
+
+log = logging.getLogger("finextract")
+MANIFEST_FILE = "MANIFEST.json"
+COMPLETE_FILE = "COMPLETE"
+_CHECKPOINT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def library_versions() -> dict[str, str]:
@@ -118,8 +132,10 @@ class RunDir:
         for path in (self.train_log_path, self.metrics_path):
             if path.exists():
                 lines = [line for line in path.read_text(encoding="utf-8").splitlines()
-                         if line.strip() and json.loads(line).get("step", 0) <= step]
-                path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                         if line.strip() and _step_of(line, path) <= step]
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+                tmp.replace(path)
         self.best_path.unlink(missing_ok=True)
         best: dict[str, Any] | None = None
         for row in self.metrics():
@@ -135,8 +151,14 @@ class RunDir:
     # reading
     def read_config(self) -> dict[str, Any]:
         if not self.config_path.exists():
-            raise FileNotFoundError(f"{self.root}: not a finextract run directory (no config.yaml)")
-        return yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+            raise RunDirNotFound(f"{self.root}: not a finextract run directory (no config.yaml)")
+        try:
+            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise RunDirError(f"{self.config_path}: not a readable YAML config ({exc})") from None
+        if not isinstance(data, dict):
+            raise RunDirError(f"{self.config_path}: a run config must be a YAML mapping")
+        return data
 
     def metrics(self) -> list[dict[str, Any]]:
         if not self.metrics_path.exists():
@@ -149,7 +171,18 @@ class RunDir:
         return [json.loads(line) for line in self.train_log_path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def best(self) -> dict[str, Any] | None:
-        return json.loads(self.best_path.read_text(encoding="utf-8")) if self.best_path.exists() else None
+        """``best.json``, checked: a mapping naming a checkpoint folder inside ``checkpoints/``."""
+        if not self.best_path.exists():
+            return None
+        try:
+            best = json.loads(self.best_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise RunDirError(f"{self.best_path}: not valid JSON ({exc}); delete it or retrain") from None
+        name = best.get("checkpoint") if isinstance(best, dict) else None
+        if not isinstance(name, str) or not _CHECKPOINT_NAME.match(name) or name in (".", ".."):
+            raise RunDirError(f"{self.best_path}: 'checkpoint' must name a folder inside {self.checkpoints_dir} "
+                              f"(like \"step-200\"), got {name!r}")
+        return best
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """Complete checkpoints, sorted by step (a folder without its COMPLETE marker is ignored)."""
@@ -157,38 +190,144 @@ class RunDir:
             return []
         out = []
         for p in self.checkpoints_dir.glob("step-*"):
-            if (p / "COMPLETE").exists():
+            if (p / COMPLETE_FILE).exists():
                 try:
                     out.append((int(p.name.split("-", 1)[1]), p))
                 except ValueError:
                     continue
         return sorted(out)
 
-    def resolve_checkpoint(self, checkpoint: str | None = None) -> Path:
-        """``None``/"best" -> the best checkpoint; "last" -> the newest; "step-N" or a path as given."""
+    def resolve_checkpoint(self, checkpoint: str | None = None, verify: bool = True) -> Path:
+        """``None``/"best" -> the best checkpoint; "last" -> the newest; "step-N" or a path as given.
+
+        With ``verify`` (the default) the checkpoint's files are checked against its
+        ``MANIFEST.json`` (see :func:`verify_checkpoint`).
+        """
         if checkpoint in (None, "best"):
             best = self.best()
             if best:
-                return self.checkpoints_dir / best["checkpoint"]
+                path = self.checkpoints_dir / best["checkpoint"]
+                if not path.is_dir():
+                    raise RunDirError(f"{self.best_path}: names {best['checkpoint']!r}, which is not in "
+                                      f"{self.checkpoints_dir}")
+                return verify_checkpoint(path) if verify else path
             checkpoint = "last"
         if checkpoint == "last":
             cps = self.checkpoints()
             if not cps:
-                raise FileNotFoundError(f"{self.root}: no complete checkpoint yet")
-            return cps[-1][1]
+                raise RunDirNotFound(f"{self.root}: no complete checkpoint yet")
+            return verify_checkpoint(cps[-1][1]) if verify else cps[-1][1]
         path = Path(checkpoint)
-        return path if path.is_absolute() or path.exists() else self.checkpoints_dir / checkpoint
+        path = path if path.is_absolute() or path.exists() else self.checkpoints_dir / checkpoint
+        return verify_checkpoint(path) if verify and path.is_dir() else path
 
     @property
     def backend(self) -> str:
-        return self.read_config()["backend"]
+        name = self.read_config().get("backend")
+        if not isinstance(name, str):
+            raise RunDirError(f"{self.config_path}: no 'backend' field")
+        return name
 
     def load_extractor(self, checkpoint: str | None = None, **kwargs: Any):
-        from finextract.backends import get_backend
+        from finextract.registry import get_backend
 
         return get_backend(self.backend).load(str(self.root), checkpoint, **kwargs)
 
 
+def _step_of(line: str, path: Path) -> float:
+    """The step of a logged row; a line cut short by a kill counts as after every step (dropped)."""
+    try:
+        return json.loads(line).get("step", 0)
+    except ValueError:
+        log.warning("%s: dropping a truncated line left by an interrupted run", path)
+        return float("inf")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(path: Path) -> Path:
+    """``MANIFEST.json``: every file under the checkpoint folder with its size and sha256."""
+    path = Path(path)
+    files = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        rel = f.relative_to(path).as_posix()
+        if rel in (MANIFEST_FILE, COMPLETE_FILE):
+            continue
+        files[rel] = {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+    out = path / MANIFEST_FILE
+    tmp = out.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"files": files}, indent=1), encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def verify_checkpoint(path: Path) -> Path:
+    """Check a checkpoint folder against its manifest; raise :class:`RunDirError` naming the bad file.
+
+    A checkpoint written before manifests existed is accepted with a warning (it cannot be
+    checked). Files added after the manifest (an ONNX export, say) are not checked.
+    """
+    path = Path(path)
+    manifest = path / MANIFEST_FILE
+    if not manifest.exists():
+        if (path / COMPLETE_FILE).exists():
+            log.warning("%s: no %s (written by an older finextract); its files cannot be checked", path, MANIFEST_FILE)
+        return path
+    try:
+        files = json.loads(manifest.read_text(encoding="utf-8"))["files"]
+        entries = [(str(rel), int(meta["bytes"]), str(meta["sha256"])) for rel, meta in files.items()]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise RunDirError(f"{manifest}: unreadable checkpoint manifest ({exc!r})") from None
+    for rel, size, sha in entries:
+        f = path / rel
+        if ".." in Path(rel).parts or Path(rel).is_absolute():
+            raise RunDirError(f"{manifest}: lists {rel!r}, which is outside the checkpoint")
+        if not f.is_file():
+            raise RunDirError(f"{f}: missing from checkpoint {path.name} (listed in {MANIFEST_FILE}); "
+                              "the run directory is incomplete")
+        if f.stat().st_size != size or _sha256(f) != sha:
+            raise RunDirError(f"{f}: checksum mismatch against {MANIFEST_FILE} (the file is damaged or was "
+                              "changed after training)")
+    return path
+
+
+def drop_checkpoint_file(path: Path, name: str) -> None:
+    """Delete one file of a complete checkpoint (e.g. resume state when pruning) and update its manifest."""
+    path = Path(path)
+    (path / name).unlink(missing_ok=True)
+    if (path / MANIFEST_FILE).exists():
+        write_manifest(path)
+
+
 def mark_checkpoint_complete(path: Path) -> None:
-    """Written last when saving a checkpoint, so a kill mid-save never leaves a 'valid' half checkpoint."""
-    (Path(path) / "COMPLETE").write_text("ok", encoding="utf-8")
+    """Written last when saving a checkpoint, so a kill mid-save never leaves a 'valid' half checkpoint.
+
+    The manifest is written (and every file fsynced) first, so COMPLETE vouches for files
+    whose checksums are recorded.
+    """
+    path = Path(path)
+    for f in path.rglob("*"):
+        if f.is_file():
+            _fsync(f)
+    write_manifest(path)
+    _fsync(path / MANIFEST_FILE)
+    (path / COMPLETE_FILE).write_text("ok", encoding="utf-8")
+
+
+def _fsync(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -65,18 +65,7 @@ class CheckReport:
         )
 
 
-class DataError(ValueError):
-    """Raised when loading refuses invalid data; the message lists the first problems."""
-
-    def __init__(self, report: CheckReport, limit: int = 10):
-        self.report = report
-        lines = [str(p) for p in report.errors[:limit]]
-        more = len(report.errors) - limit
-        if more > 0:
-            lines.append(f"... and {more} more errors")
-        lines.append("Fix the data, run `finextract data check FILE --task T` for the full list, "
-                     "or pass --skip-invalid (data.skip_invalid: true) to drop bad records.")
-        super().__init__(f"{report.summary()}\n" + "\n".join(lines))
+from finextract.errors import DataError  # noqa: E402,F401  (defined in errors.py; importable from here)
 
 
 def log_skipped(report: CheckReport) -> None:

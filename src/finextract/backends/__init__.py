@@ -1,52 +1,17 @@
-"""Backend registry: each backend is a subpackage that registers a :class:`Backend` on import.
+"""Backends: one subpackage per way of turning text into task-shaped JSON.
 
-A backend provides its config class, a ``train(config) -> RunDir`` function and a
-``load(source, checkpoint) -> Extractor`` function. Modules are imported lazily so that
-``finextract score`` never pays for importing torch.
+Every backend has the same layout::
+
+    backends/NAME/__init__.py    registers a finextract.registry.Backend (cheap: no torch import)
+    backends/NAME/config.py      its run config (a finextract.config.RunConfig subclass)
+    backends/NAME/train.py       train(config) -> summary dict, on finextract.training's lifecycle
+    backends/NAME/extractor.py   its Extractor and load(run_dir, checkpoint) -> Extractor
+    backends/NAME/commands.py    (optional) CLI commands only this backend has
+
+The registry itself lives in :mod:`finextract.registry` (a leaf module); the names below are
+re-exported for code that imported them from here.
 """
 
-from __future__ import annotations
+from finextract.registry import Backend, UnknownBackendError, get_backend, known_backends, register_backend
 
-import importlib
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-_MODULES = {
-    "encoder": "finextract.backends.encoder",
-    "causal_lm": "finextract.backends.causal_lm",
-    "crf": "finextract.backends.crf",
-    "endpoint": "finextract.backends.endpoint",
-}
-_REGISTRY: dict[str, "Backend"] = {}
-
-
-@dataclass
-class Backend:
-    name: str
-    config_cls: type | None
-    train: Callable[[Any], Any] | None
-    load: Callable[..., Any]
-    description: str = ""
-
-
-def register_backend(backend: Backend) -> Backend:
-    _REGISTRY[backend.name] = backend
-    return backend
-
-
-def known_backends() -> list[str]:
-    return sorted(set(_MODULES) | set(_REGISTRY))
-
-
-def get_backend(name: str) -> Backend:
-    if name not in _REGISTRY and name in _MODULES:
-        try:
-            importlib.import_module(_MODULES[name])
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("finextract"):
-                raise ValueError(f"backend {name!r} is not available in this build") from exc
-            raise
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown backend {name!r}; known: {known_backends()}")
-    return _REGISTRY[name]
+__all__ = ["Backend", "UnknownBackendError", "get_backend", "known_backends", "register_backend"]

@@ -1,1 +1,10 @@
-"""CLI command modules; each defines ``register(app)`` (see finextract.cli)."""
+"""CLI command modules; each defines ``register(app)`` (see finextract.cli).
+
+``data_app`` is the ``finextract data ...`` group; it is defined here (not in ``finextract.cli``)
+so command modules never import the CLI entry point back. Backend-only commands live with
+their backend (``backends/NAME/commands.py``) and are registered through the backend registry.
+"""
+
+import typer
+
+data_app = typer.Typer(help="Prepare and validate data: check, synth, convert.", no_args_is_help=True)

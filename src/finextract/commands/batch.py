@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         or duplicated. Each output row carries its input row index ("row").
         """
         from finextract.batch import run_batch
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.runtime import load_with_runtime
 
         extractor = load_with_runtime(run_dir, checkpoint, runtime)

@@ -8,7 +8,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from finextract.cli import data_app
+    from finextract.commands import data_app
 
     @data_app.command("check")
     def check(
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         """Report every problem (file:line) in labeled data; exit status 1 when any error is found."""
         from rich.markup import escape
 
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.tasks import load_task
         from finextract.validate import check_file
 

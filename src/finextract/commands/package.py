@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
         self-contained. Serve it with: mlflow models serve -m DIR --env-manager local,
         then validate with: finextract validate-endpoint URL --data F --reference RUN_DIR.
         """
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.mlflow_model import package_run
 
         result = package_run(run_dir, out, checkpoint, register_name, tracking_uri)

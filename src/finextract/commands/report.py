@@ -20,10 +20,11 @@ def register(app: typer.Typer) -> None:
 
         Tiers (maximum accuracy, balanced, latency-critical by default) come from --config, else from the sweep that wrote RUNS_DIR; each is constraints (F1 floor, latency/throughput/memory limits) plus an objective. See docs/sweeps.md.
         """
-        from finextract.cli import UserError, console
+        from finextract.errors import UserError
+        from finextract.console import console
         from finextract.report.render import build_report
         from finextract.report.rows import find_runs
-        from finextract.sweep.config import load_report_config
+        from finextract.report.config import load_report_config
 
         if not runs_dir.is_dir():
             raise UserError(f"{runs_dir}: no such folder")

@@ -10,7 +10,17 @@ import typer
 
 from finextract.runtime import RUNTIME_HELP
 
+TRUST_HELP = ("let the model folder run its own Python (transformers trust_remote_code); never taken from "
+              "the run's config.yaml (env: FINEXTRACT_TRUST_REMOTE_CODE=1)")
 SET_HELP = "override a config field, e.g. --set train.learning_rate=1e-4 (repeatable; value parsed as YAML)"
+
+
+def _trust_remote_code(flag: bool) -> None:
+    """The user's opt-in, passed to every backend's loader through the environment."""
+    if flag:
+        import os
+
+        os.environ["FINEXTRACT_TRUST_REMOTE_CODE"] = "1"
 
 
 def register(app: typer.Typer) -> None:
@@ -25,8 +35,8 @@ def register(app: typer.Typer) -> None:
         Re-running the same command on an unfinished run directory resumes from its last
         complete checkpoint.
         """
-        from finextract.backends import get_backend
-        from finextract.cli import console
+        from finextract.registry import get_backend
+        from finextract.console import console
         from finextract.config import load_run_config
 
         overrides = list(set_) + ([f"output_dir={output_dir}"] if output_dir else [])
@@ -42,10 +52,12 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", help="column or JSON field holding the text"),
         output: Path | None = typer.Option(None, "--output", "-o", help="write JSONL or CSV here (default: stdout JSONL)"),
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Extract structured fields from texts with a trained run."""
-        from finextract.cli import UserError
+        _trust_remote_code(trust_remote_code)
+        from finextract.errors import UserError
         from finextract.records import read_texts, write_predictions
         from finextract.runtime import load_with_runtime
 
@@ -72,10 +84,12 @@ def register(app: typer.Typer) -> None:
         out: Path | None = typer.Option(None, "--out", "-o", help="write the report JSON here"),
         predictions: Path | None = typer.Option(None, "--predictions", help="also write the predictions JSONL here"),
         skip_invalid: bool = typer.Option(False, help="drop invalid gold records instead of refusing the file"),
+        trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
-        from finextract.cli import console
+        _trust_remote_code(trust_remote_code)
+        from finextract.console import console
         from finextract.records import read_records, write_predictions
         from finextract.runtime import load_with_runtime
 

@@ -22,7 +22,8 @@ def register(app: typer.Typer) -> None:
         """Per-key exact-match P/R/F1 with micro and macro averages and the invalid-output rate."""
         from rich.markup import escape
 
-        from finextract.cli import UserError, console
+        from finextract.errors import UserError
+        from finextract.console import console
         from finextract.records import read_predictions, read_records
         from finextract.scoring import score
         from finextract.tasks import load_task

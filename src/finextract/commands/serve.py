@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         """
         from pydantic import ValidationError
 
-        from finextract.cli import UserError
+        from finextract.errors import UserError
         from finextract.serve.config import ServeConfig
         from finextract.serve.server import run_server
 

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
         """
         from rich.table import Table
 
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.sweep.config import load_sweep_config
         from finextract.sweep.grid import expand
 

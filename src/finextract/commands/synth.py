@@ -21,7 +21,7 @@ def _parse_presence(items: list[str]) -> dict[str, float]:
 
 
 def register(app: typer.Typer) -> None:
-    from finextract.cli import data_app
+    from finextract.commands import data_app
 
     @data_app.command("synth")
     def synth(
@@ -45,7 +45,8 @@ def register(app: typer.Typer) -> None:
         from rich.progress import Progress
         from rich.table import Table
 
-        from finextract.cli import UserError, console
+        from finextract.errors import UserError
+        from finextract.console import console
         from finextract.records import read_records
         from finextract.synth import DEFAULT_PRESENCE, resolve_presence, write_splits
         from finextract.tasks import load_task

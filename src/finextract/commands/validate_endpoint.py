@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
         """Score an endpoint and its reference run on the same data; exit 1 when the endpoint
         is more than --max-drop F1 points worse (or equals the base model). The result is
         written to REFERENCE/validations/<timestamp>.json."""
-        from finextract.cli import UserError, console
+        from finextract.errors import UserError
+        from finextract.console import console
         from finextract.serve.validation import validate_endpoint
 
         if kind not in ("auto", "finextract", "mlflow"):

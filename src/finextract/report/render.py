@@ -18,7 +18,7 @@ from typing import Any
 from finextract.report.figures import FIGURES
 from finextract.report.rows import collect_rows, fmt, write_table
 from finextract.report.tiers import Recommendation, Tier, pareto_frontier, recommend
-from finextract.sweep.config import ReportConfig
+from finextract.report.config import ReportConfig
 
 TABLE_COLS = [("name", "run"), ("status", "status"), ("model", "model"), ("params", "params"),
               ("prompt_style", "prompt"), ("template", "template"), ("lora_rank", "LoRA r"),

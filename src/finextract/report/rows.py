@@ -75,7 +75,8 @@ def collect_row(run_dir: Path, root: Path | None = None) -> dict[str, Any]:
     thinking = prompt.get("enable_thinking") if isinstance(prompt, dict) else None
     lora = cfg.get("lora") or {}
     model = cfg.get("model") or {}
-    lora_rank = lora.get("rank") if isinstance(lora, dict) and lora else (
+    lora_on = isinstance(lora, dict) and bool(lora) and lora.get("enabled", True)  # encoder: lora.enabled
+    lora_rank = lora.get("rank") if lora_on else (  # runs written before the shared lora section:
         model.get("lora_rank") if isinstance(model, dict) and model.get("lora") else None)
     status = sweep.get("status") or ("ok" if done is not None else "incomplete")
     if status == "ok" and done is None:

@@ -30,11 +30,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from finextract.config import ConfigError
-from finextract.report.tiers import DEFAULT_TIERS, Tier
+from finextract.report.config import ReportConfig, load_report_config  # noqa: F401  (moved to report/)
 
 
 def _as_overrides(value: Any) -> list[str]:
@@ -93,13 +92,6 @@ class ThroughputConfig(BaseModel):
     texts_file: Path | None = Field(None, description="time on these texts instead of the validation set")
 
 
-class ReportConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    title: str = "finextract sweep report"
-    tiers: list[Tier] = Field(default_factory=lambda: [t.model_copy() for t in DEFAULT_TIERS])
-    render: bool = Field(True, description="write the report to OUTPUT_DIR/report when the sweep ends")
-
-
 class SweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = "sweep"
@@ -127,22 +119,3 @@ def load_sweep_config(path: str | Path, overrides: list[str] | None = None) -> S
         return SweepConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: invalid sweep config:\n{exc}") from exc
-
-
-def load_report_config(path: str | Path | None) -> ReportConfig:
-    """The ``report`` section of a sweep YAML, or a YAML holding just that section."""
-    if path is None:
-        return ReportConfig()
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read report config: {exc}") from exc
-    section = data.get("report", data) if isinstance(data, dict) else None
-    if not isinstance(section, dict):
-        raise ConfigError(f"{path}: expected a mapping with a 'report' section")
-    section = {k: v for k, v in section.items() if k in ReportConfig.model_fields}
-    try:
-        return ReportConfig.model_validate(section)
-    except ValidationError as exc:
-        raise ConfigError(f"{path}: invalid report config:\n{exc}") from exc

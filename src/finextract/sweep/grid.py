@@ -84,7 +84,7 @@ def build_models(sweep: SweepConfig) -> None:
 
 def expand(sweep: SweepConfig, sweep_dir: Path | None = None) -> list[RunSpec]:
     """All runs of the sweep, in file order; each config validated by its backend."""
-    from finextract.backends import get_backend
+    from finextract.registry import get_backend
 
     specs: list[RunSpec] = []
     seen: set[str] = set()

@@ -27,7 +27,7 @@ def _set_threads(n: int | None) -> None:
 
 
 def train_phase(spec: dict[str, Any]) -> dict[str, Any]:
-    from finextract.backends import get_backend
+    from finextract.registry import get_backend
 
     backend = get_backend(spec["backend"])
     cfg = backend.config_cls.model_validate(spec["config"])
@@ -56,7 +56,7 @@ def _timing_texts(spec: dict[str, Any]) -> list[str]:
 
 
 def measure_phase(spec: dict[str, Any]) -> dict[str, Any]:
-    from finextract.backends import get_backend
+    from finextract.registry import get_backend
     from finextract.speed import measure_throughput, peak_rss_mb
 
     run_dir = spec["config"]["output_dir"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from finextract.config import BaseRunConfig
+from finextract.config import BaseRunConfig, LoraBase, StepTrainBase
 
 
 class ModelSection(BaseModel):
@@ -19,12 +19,20 @@ class ModelSection(BaseModel):
 
 class PromptSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    style: Literal["json-only", "two-step", "minimal"] = "json-only"
+
+    @field_validator("style")
+    @classmethod
+    def _known_style(cls, v: str) -> str:
+        from finextract.prompts import style_names
+
+        if v not in style_names():
+            raise ValueError(f"unknown prompt style {v!r}; registered styles: {list(style_names())}")
+        return v
+    style: str = Field("json-only", description="a registered prompt style (finextract.prompts.style_names())")
     enable_thinking: bool | None = Field(None, description="passed to the chat template when set (Qwen 3 style)")
 
 
-class LoraSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LoraSection(LoraBase):
     rank: int = Field(8, gt=0)
     alpha: float = 16
     dropout: float = Field(0.0, ge=0, lt=1)
@@ -33,8 +41,7 @@ class LoraSection(BaseModel):
         description="module names to adapt, or 'all-linear'")
 
 
-class TrainSection(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class TrainSection(StepTrainBase):
     learning_rate: float = Field(1e-4, gt=0)
     scheduler: Literal["cosine", "linear", "constant"] = "cosine"
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
@@ -42,11 +49,11 @@ class TrainSection(BaseModel):
     max_grad_norm: float | None = 1.0
     epochs: float = Field(6, gt=0)
     max_steps: int | None = Field(None, description="stop after this many optimizer steps (overrides epochs)")
-    per_device_batch: int = Field(4, gt=0)
-    gradient_accumulation: int = Field(4, gt=0, description="effective batch = per_device_batch x this x GPUs")
+    batch_size: int = Field(4, gt=0, description="micro-batch of records per device")
+    gradient_accumulation: int = Field(4, gt=0, description="effective batch = batch_size x this x GPUs")
     max_length: int = Field(1024, gt=8, description="prompt + answer tokens; longer records are refused")
-    save_steps: int = Field(200, gt=0, description="checkpoint (and score) every N optimizer steps")
-    logging_steps: int = Field(10, gt=0)
+    checkpoint_every: int = Field(200, gt=0, description="checkpoint (and score) every N optimizer steps")
+    log_every: int = Field(10, gt=0)
     loss: Literal["naive", "answer-only"] = Field(
         "answer-only", description="'naive' = logits at every position; 'answer-only' = lm_head only at supervised positions")
     ce_chunk: int | None = Field(None, description="answer-only: compute lm_head+CE in chunks of N tokens (less memory)")
@@ -55,6 +62,19 @@ class TrainSection(BaseModel):
     gradient_checkpointing: bool = False
     torch_compile: bool = Field(False, description="compile each decoder layer (cuts kernel-launch overhead)")
     pad_to_multiple: int | None = Field(None, description="round padded batch width up to a multiple (fewer shapes to compile)")
+
+    # read-only aliases of the old names, for code written against them
+    @property
+    def per_device_batch(self) -> int:
+        return self.batch_size
+
+    @property
+    def save_steps(self) -> int:
+        return self.checkpoint_every
+
+    @property
+    def logging_steps(self) -> int:
+        return self.log_every
 
 
 class DecodingSection(BaseModel):
@@ -75,3 +95,9 @@ class CausalRunConfig(BaseRunConfig):
     lora: LoraSection = Field(default_factory=LoraSection)
     train: TrainSection = Field(default_factory=TrainSection)
     decoding: DecodingSection = Field(default_factory=DecodingSection)
+
+    DEPRECATED_NAMES: ClassVar[dict[str, str]] = {
+        "train.per_device_batch": "train.batch_size",
+        "train.save_steps": "train.checkpoint_every",
+        "train.logging_steps": "train.log_every",
+    }

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from finextract.extractor import Extractor, Prediction
-from finextract.prompts import ANSWER_MARKER, parse_output, render_prompt
+from finextract.prompts import get_style, parse_output, render_prompt
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -74,7 +75,7 @@ class CausalLMExtractor(Extractor):
         eng = ExtractionEngine(self.model, self.tokenizer, self.task, render=self.render,
                                constrained=self.constrained, max_new_tokens=self.max_new_tokens,
                                batch_size=self.batch_size,
-                               answer_marker=ANSWER_MARKER if self.style == "two-step" else None)
+                               answer_marker=get_style(self.style).answer_marker)
         results = eng.extract(texts)
         return [r.raw for r in results], [r.parsed for r in results]
 
@@ -110,3 +111,70 @@ class CausalLMExtractor(Extractor):
         return {"backend": "causal_lm", "task": self.task.name, "model": getattr(base.config, "_name_or_path", ""),
                 "parameters": sum(p.numel() for p in base.parameters()), "prompt_style": self.style,
                 "decoding": self.engine_name}
+
+
+def allowed_remote_code(explicit: bool | None, stored: bool, where: Path) -> bool:
+    """``trust_remote_code`` for loading a run: only from the user (flag or env), never the run's own config.
+
+    A run directory may come from someone else; its ``config.yaml`` saying
+    ``trust_remote_code: true`` must not make predict/eval/serve execute the model folder's
+    Python. The user opts in with ``trust_remote_code=True`` (``--trust-remote-code``) or
+    ``FINEXTRACT_TRUST_REMOTE_CODE=1``.
+    """
+    import os
+
+    if explicit is None:
+        explicit = os.environ.get("FINEXTRACT_TRUST_REMOTE_CODE", "") not in ("", "0")
+    if stored and not explicit:
+        log.warning("%s: model.trust_remote_code is true in the run's config but is ignored when loading a run; "
+                    "pass --trust-remote-code or set FINEXTRACT_TRUST_REMOTE_CODE=1 if you trust its code", where)
+    return bool(explicit)
+
+
+def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bool = False,
+         tokenizer_path: str | None = None, device: str | None = None, trust_remote_code: bool | None = None,
+         **overrides: Any):
+    """Extractor for a run directory's checkpoint ("best", "last", "step-N", a path, or "merged").
+
+    ``tokenizer_path`` swaps the tokenizer (the template hash check then decides whether
+    that is allowed). ``FINEXTRACT_ALLOW_TEMPLATE_MISMATCH=1`` turns the refusal into a
+    warning for commands (predict, eval, serve) that have no flag for it. ``overrides`` replace ``decoding`` fields (engine, max_new_tokens, ...).
+    ``trust_remote_code`` comes only from the caller (see :func:`allowed_remote_code`).
+    """
+    import os
+
+    import torch
+
+    from finextract.backends.causal_lm.config import CausalRunConfig
+    from finextract.backends.causal_lm.modeling import load_base_model, load_tokenizer, pick_device
+    from finextract.backends.causal_lm.template import check_template, ensure_pad_token, template_info
+    from finextract.rundir import RunDir
+
+    run = RunDir(Path(source))
+    cfg = CausalRunConfig.model_validate(run.read_config())
+    task = cfg.load_task()
+    remote_code = allowed_remote_code(trust_remote_code, cfg.model.trust_remote_code, run.config_path)
+    dev = torch.device(device) if device else pick_device()
+    merged = checkpoint == "merged" or (checkpoint and (Path(checkpoint) / "config.json").exists())
+    ckpt = (run.root / "merged") if checkpoint == "merged" else run.resolve_checkpoint(checkpoint)
+    if not ckpt.exists():
+        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+    tok_dir = tokenizer_path or (run.root / "tokenizer" if (run.root / "tokenizer").exists() else cfg.model.name_or_path)
+    tok = load_tokenizer(tok_dir, remote_code)
+    info = template_info(tok, task, cfg.prompt.style, cfg.prompt.enable_thinking)
+    ensure_pad_token(tok, info.end_token_id)
+    allow = allow_template_mismatch or os.environ.get("FINEXTRACT_ALLOW_TEMPLATE_MISMATCH", "") not in ("", "0")
+    check_template(ckpt, info, allow)
+    if merged:
+        model = load_base_model(ckpt, cfg.model.precision, cfg.model.attn_implementation, dev)
+    else:
+        from peft import PeftModel
+
+        base = load_base_model(cfg.model.name_or_path, cfg.model.precision, cfg.model.attn_implementation, dev,
+                               remote_code)
+        model = PeftModel.from_pretrained(base, str(ckpt)).to(dev)
+    model.eval()
+    dec = cfg.decoding.model_copy(update={k: v for k, v in overrides.items() if k in cfg.decoding.model_fields})
+    return CausalLMExtractor(model, tok, task, cfg.prompt.style, cfg.prompt.enable_thinking, info.end_token_id,
+                             engine=dec.engine, constrained=dec.constrained, max_new_tokens=dec.max_new_tokens,
+                             batch_size=dec.batch_size, show_progress=True)

@@ -4,9 +4,10 @@ Fast on one CPU core, a few MB on disk, and every output is an exact substring o
 input by construction: the floor any neural model has to beat.
 """
 
-from finextract.backends import Backend, register_backend
 from finextract.backends.crf.config import CrfRunConfig
-from finextract.backends.crf.model import CrfExtractor, load, train
+from finextract.backends.crf.extractor import CrfExtractor, load
+from finextract.backends.crf.train import train
+from finextract.registry import Backend, register_backend
 
 register_backend(Backend(
     name="crf",

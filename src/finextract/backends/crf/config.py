@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from finextract.config import BaseRunConfig
+from finextract.config import BaseRunConfig, TrainBase
 
 
 class CrfModelConfig(BaseModel):
@@ -20,8 +20,7 @@ class CrfModelConfig(BaseModel):
         "marginal", description="how a single-valued key picks among several predicted spans")
 
 
-class CrfTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CrfTrainConfig(TrainBase):
     max_iterations: int = Field(150, ge=1, description="L-BFGS iterations of the last checkpoint")
     checkpoint_every: int = Field(50, ge=1, description="save and score a checkpoint every N iterations")
 

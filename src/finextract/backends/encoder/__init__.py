@@ -5,16 +5,28 @@ default, 22M parameters) that tags BIO spans over sub-word tokens does the job: 
 hallucinate, runs on a CPU, and decodes through offset mappings to exact substrings.
 """
 
-from finextract.backends import Backend, register_backend
+from typing import Any
+
 from finextract.backends.encoder.config import EncoderRunConfig, default_model_path
-from finextract.backends.encoder.model import EncoderExtractor, load
-from finextract.backends.encoder.trainer import train
+from finextract.backends.encoder.extractor import EncoderExtractor, load
+from finextract.backends.encoder.train import train
+from finextract.registry import Backend, register_backend
+
+
+def _commands(app: Any) -> None:
+    """``export-onnx`` and ``quickstart`` are encoder-only, so they live with the encoder."""
+    from finextract.backends.encoder import commands, quickstart
+
+    commands.register(app)
+    quickstart.register(app)
+
 
 register_backend(Backend(
     name="encoder",
     config_cls=EncoderRunConfig,
     train=train,
     load=load,
+    commands=_commands,
     description="small bidirectional encoder tagging BIO spans (default: bundled MiniLM-L6)",
 ))
 

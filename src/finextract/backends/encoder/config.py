@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from finextract.config import BaseRunConfig
+from finextract.config import BaseRunConfig, LoraBase, StepTrainBase
 
 
 def default_model_path() -> str:
@@ -32,31 +32,29 @@ class EncoderModelConfig(BaseModel):
     case_features: bool = Field(True, description="add a learned embedding of each token's original capitalisation "
                                 "(uncased encoders otherwise cannot see it)")
     dropout: float | None = Field(None, ge=0, le=0.9, description="override the encoder's hidden dropout")
-    lora: bool = Field(False, description="train LoRA adapters (peft) instead of all weights")
-    lora_rank: int = Field(16, ge=1)
-    lora_alpha: int = Field(32, ge=1)
-    lora_dropout: float = Field(0.05, ge=0, le=0.9)
-    lora_target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value", "dense"],
-                                           description="module names that get LoRA adapters")
 
 
-class EncoderTrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EncoderLoraConfig(LoraBase):
+    enabled: bool = Field(False, description="train LoRA adapters (peft) instead of all weights")
+    rank: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, le=0.9)
+    target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value", "dense"],
+                                      description="module names that get LoRA adapters")
+
+
+class EncoderTrainConfig(StepTrainBase):
     learning_rate: float = Field(5e-5, gt=0)
     head_learning_rate: float | None = Field(None, gt=0, description="learning rate of the new tagging head (default: learning_rate)")
     epochs: float = Field(3.0, gt=0)
     max_steps: int | None = Field(None, ge=1, description="stop after N optimizer steps (overrides epochs)")
-    batch_size: int = Field(16, ge=1)
     eval_batch_size: int = Field(64, ge=1)
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    eval_every: int = Field(200, ge=1, description="save and score a checkpoint every N optimizer steps (and at the end)")
     keep_last: int = Field(1, ge=1, description="newest checkpoints kept for resuming (the best one is always kept)")
-    log_every: int = Field(10, ge=1, description="write loss / lr to train_log.jsonl every N steps")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'")
-    progress: bool = Field(True, description="show a progress bar")
 
 
 class EncoderRunConfig(BaseRunConfig):
@@ -64,5 +62,15 @@ class EncoderRunConfig(BaseRunConfig):
 
     backend: Literal["encoder"] = "encoder"
     model: EncoderModelConfig = Field(default_factory=EncoderModelConfig)
+    lora: EncoderLoraConfig = Field(default_factory=EncoderLoraConfig)
     train: EncoderTrainConfig = Field(default_factory=EncoderTrainConfig)
+
+    DEPRECATED_NAMES: ClassVar[dict[str, str]] = {
+        "train.eval_every": "train.checkpoint_every",
+        "model.lora": "lora.enabled",
+        "model.lora_rank": "lora.rank",
+        "model.lora_alpha": "lora.alpha",
+        "model.lora_dropout": "lora.dropout",
+        "model.lora_target_modules": "lora.target_modules",
+    }
 

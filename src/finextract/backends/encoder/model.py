@@ -83,7 +83,7 @@ def build_model(cfg: EncoderRunConfig, task: Task):
         hf_cfg.hidden_dropout_prob = cfg.model.dropout
     model = _from_pretrained(AutoModelForTokenClassification, cfg.model.name_or_path, config=hf_cfg,
                              ignore_mismatched_sizes=True)
-    if cfg.model.lora:
+    if cfg.lora.enabled:
         model = wrap_lora(model, cfg)
     return model
 
@@ -92,11 +92,11 @@ def wrap_lora(model: Any, cfg: EncoderRunConfig):
     from peft import LoraConfig, TaskType, get_peft_model
 
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
-    missing = [m for m in cfg.model.lora_target_modules if m not in present]
+    missing = [m for m in cfg.lora.target_modules if m not in present]
     if missing:
-        raise ValueError(f"model.lora_target_modules: {missing} not found in {cfg.model.name_or_path}")
-    lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha,
-                      lora_dropout=cfg.model.lora_dropout, target_modules=list(cfg.model.lora_target_modules))
+        raise ValueError(f"lora.target_modules: {missing} not found in {cfg.model.name_or_path}")
+    lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.lora.rank, lora_alpha=cfg.lora.alpha,
+                      lora_dropout=cfg.lora.dropout, target_modules=list(cfg.lora.target_modules))
     return get_peft_model(model, lcfg)
 
 
@@ -157,7 +157,7 @@ def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, tr
     if (ckpt / "adapter").exists():
         from peft import PeftModel
 
-        base = build_model(cfg.model_copy(update={"model": cfg.model.model_copy(update={"lora": False})}), task)
+        base = build_model(cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"enabled": False})}), task)
         model = PeftModel.from_pretrained(base, ckpt / "adapter", is_trainable=trainable)
         tok = load_tokenizer(str(ckpt / "adapter"))
         if not trainable:
@@ -235,40 +235,3 @@ class EncoderExtractor(Extractor):
 
 def count_parameters(model: Any) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num_threads: int | None = None,
-         batch_size: int | None = None, device: str = "cpu", variant: str | None = None,
-         quantized: bool | None = None, allow_unvalidated: bool = False, **_: Any) -> EncoderExtractor:
-    """Load a run's checkpoint ("best" by default) as an extractor.
-
-    ``runtime="onnx"`` uses the ONNX variant ``finextract export-onnx`` chose (fastest within
-    its F1 tolerance), or ``variant`` ("fp32", "int8", ...); ``quantized=False`` means "fp32".
-    """
-    from finextract.rundir import RunDir
-
-    run = RunDir(Path(source))
-    cfg = EncoderRunConfig.model_validate(run.read_config())
-    task = cfg.load_task()
-    ckpt = run.resolve_checkpoint(checkpoint)
-    if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
-    bs = batch_size or cfg.train.eval_batch_size
-    if runtime == "onnx":
-        from finextract.backends.encoder.onnx import onnx_extractor
-
-        if quantized is False:
-            variant = variant or "fp32"
-        return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, variant=variant,
-                              allow_unvalidated=allow_unvalidated)
-    if runtime != "torch":
-        raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
-    import torch
-
-    if num_threads:
-        torch.set_num_threads(num_threads)
-    tagger, tok = load_model_from_checkpoint(ckpt, cfg, task)
-    tagger.to(device).eval()
-    return EncoderExtractor(torch_forward(tagger, device), tok, task, cfg.model.max_length, bs,
-                            info={"checkpoint": str(ckpt), "runtime": "torch", "parameters": count_parameters(tagger)},
-                            case_features=tagger.case is not None)

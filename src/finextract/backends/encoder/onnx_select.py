@@ -118,7 +118,7 @@ def export_fast_path(run_dir: Path, checkpoint: str, cfg: EncoderRunConfig, eval
                      tolerance: float = DEFAULT_TOLERANCE_POINTS,
                      threads: int = 2, speed_texts: int = 512, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Export, quantize, score and time every variant; write and return ``onnx/meta.json``."""
-    from finextract.backends.encoder.model import load
+    from finextract.backends.encoder.extractor import load
     from finextract.backends.encoder.quantize import TextCalibrationReader, quantize_int8
     from finextract.rundir import RunDir
 

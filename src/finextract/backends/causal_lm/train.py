@@ -35,9 +35,8 @@ from finextract.backends.causal_lm.extractor import CausalLMExtractor
 from finextract.backends.causal_lm.loss import compute_loss
 from finextract.backends.causal_lm.modeling import add_lora, load_base_model, load_tokenizer, pick_device
 from finextract.backends.causal_lm.template import ensure_pad_token, save_template_info, template_info
-from finextract.rundir import RunDir, mark_checkpoint_complete
-from finextract.training import finish_run, load_split, score_checkpoint, seed_everything, rng_state, set_rng_state
-from finextract.tracking import start_tracking
+from finextract.errors import ConfigError, RunDirError
+from finextract.training import RunLifecycle, load_split, load_state, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("finextract")
 STATE_FILE = "trainer_state.json"
@@ -93,9 +92,9 @@ def epoch_groups(n: int, epoch: int, cfg: CausalRunConfig, examples: list[Exampl
     g = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g).tolist()
     if t.group_by_length:
-        span = t.per_device_batch * 64
+        span = t.batch_size * 64
         perm = [i for s in range(0, n, span) for i in sorted(perm[s:s + span], key=lambda i: len(examples[i]))]
-    micro = [perm[i:i + t.per_device_batch] for i in range(0, n, t.per_device_batch)]
+    micro = [perm[i:i + t.batch_size] for i in range(0, n, t.batch_size)]
     if t.group_by_length:
         random.Random(cfg.seed * 7 + epoch).shuffle(micro)
     if world > 1 and len(micro) % world:  # every rank must take the same number of steps
@@ -112,18 +111,35 @@ def make_batch(examples: list[Example], idx: list[int], cfg: CausalRunConfig, pa
 
 
 # ------------------------------------------------------------------------ checkpoints
+STATE_FILES = ("optimizer.pt", "scheduler.pt", "rng.pt")  # tensors and plain data, loaded with weights_only=True
+# Fields a resumed run may change: decoding batch size only changes scoring speed.
+_RESUMABLE_CHANGES = ("decoding.batch_size",)
 
 
-def save_checkpoint(path: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any],
-                    rng: dict[str, Any], info: Any, cfg: CausalRunConfig) -> None:
-    path.mkdir(parents=True, exist_ok=True)
+def write_checkpoint_files(path: Path, model: Any, state: dict[str, Any], info: Any, cfg: CausalRunConfig) -> None:
+    """The causal backend's model I/O: adapter (safetensors), data position (JSON), template facts."""
     model.save_pretrained(path)  # adapter_model.safetensors + adapter_config.json
-    torch.save(optimizer.state_dict(), path / "optimizer.pt")
-    torch.save(scheduler.state_dict(), path / "scheduler.pt")
-    torch.save(rng, path / "rng.pt")
     (path / STATE_FILE).write_text(json.dumps(state, indent=2), encoding="utf-8")
     save_template_info(info, path, cfg.prompt.style, cfg.prompt.enable_thinking)
-    mark_checkpoint_complete(path)
+
+
+def read_resume_state(path: Path, device: Any) -> dict[str, Any]:
+    """Everything :func:`train` needs to continue from checkpoint ``path`` (nothing is unpickled)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    adapter = path / "adapter_model.safetensors"
+    try:
+        weights = load_file(str(adapter), device=str(device))
+    except (OSError, SafetensorError, RuntimeError) as exc:
+        raise RunDirError(f"{adapter}: cannot read adapter weights ({exc})") from None
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        int(state["global_step"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path / STATE_FILE}: unreadable trainer state ({exc!r})") from None
+    return {"adapter": weights, "optimizer": load_state(path / "optimizer.pt", device),
+            "scheduler": load_state(path / "scheduler.pt"), "rng": load_state(path / "rng.pt"), "state": state}
 
 
 def _scheduler(optimizer: Any, cfg: CausalRunConfig, total: int) -> Any:
@@ -136,21 +152,23 @@ def _scheduler(optimizer: Any, cfg: CausalRunConfig, total: int) -> Any:
 
 # ------------------------------------------------------------------------ train
 def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Train per ``cfg``; resumes from the newest complete checkpoint in ``cfg.output_dir``.
+    """Train per ``cfg``; resumes from the newest good checkpoint in ``cfg.output_dir``.
 
     ``on_step(step)`` is called after every optimizer step (tests use it to simulate a kill).
     """
     rank, world = _dist_info()
+    with RunLifecycle(cfg, resumable=_RESUMABLE_CHANGES, on_step=on_step, is_main=rank == 0) as life:
+        if life.finished is not None:
+            return life.finished
+        return _train(cfg, life, rank, world)
+
+
+def _train(cfg: CausalRunConfig, life: RunLifecycle, rank: int, world: int) -> dict[str, Any]:
     device = pick_device()
     seed_everything(cfg.seed)
     task = cfg.load_task()
-    run = RunDir(cfg.output_dir)
-    if run.done_path.exists():
-        log.info("%s is already finished (DONE exists); nothing to train", run.root)
-        return json.loads(run.done_path.read_text(encoding="utf-8"))
-    resume = run.checkpoints()[-1][1] if run.checkpoints() else None
-    if rank == 0:
-        run.create(cfg)
+    run = life.run
+    _, resumed = life.start(lambda path: read_resume_state(path, device))
     _barrier(world)
 
     tok = load_tokenizer(cfg.model.name_or_path, cfg.model.trust_remote_code)
@@ -161,8 +179,9 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
 
     train_recs = load_split(cfg.data.train, task, cfg.data.skip_invalid, cfg.data.max_train_records)
     if not train_recs:
-        raise ValueError("data.train is required and must hold at least one record")
+        raise ConfigError("data.train is required and must hold at least one record")
     val_recs = load_split(cfg.data.validation, task, cfg.data.skip_invalid, cfg.data.max_eval_records)
+    life.val_records = val_recs
     examples = encode_records(tok, task, train_recs, cfg.prompt.style, cfg.prompt.enable_thinking,
                               info.end_token_id, info.prompt_has_think, cfg.train.max_length)
     max_answer = max(sum(1 for x in e.labels if x != IGNORE) for e in examples)
@@ -180,18 +199,15 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
     total = cfg.train.max_steps or math.ceil(cfg.train.epochs * steps_per_epoch)
     scheduler = _scheduler(optimizer, cfg, total)
     state: dict[str, Any] = {"global_step": 0, "tokens": 0, "train_seconds": 0.0}
-    if resume is not None:
+    if resumed is not None:
         from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
-        set_peft_model_state_dict(model, load_file(str(resume / "adapter_model.safetensors"), device=str(device)))
-        optimizer.load_state_dict(torch.load(resume / "optimizer.pt", map_location=device, weights_only=False))
-        scheduler.load_state_dict(torch.load(resume / "scheduler.pt", weights_only=False))
-        set_rng_state(torch.load(resume / "rng.pt", weights_only=False))
-        state = json.loads((resume / STATE_FILE).read_text(encoding="utf-8"))
-        if rank == 0:
-            run.rewind(state["global_step"])
-        log.info("resuming from %s (step %d of %d)", resume.name, state["global_step"], total)
+        set_peft_model_state_dict(model, resumed["adapter"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        set_rng_state(resumed["rng"])
+        state = resumed["state"]
+        log.info("resuming at step %d of %d", state["global_step"], total)
 
     loss_module: nn.Module = LossModule(model, cfg.train.loss, cfg.train.ce_chunk)
     if cfg.train.torch_compile:
@@ -201,7 +217,6 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
             loss_module, device_ids=[device.index] if device.type == "cuda" else None)
     amp = (torch.autocast("cuda", dtype=torch.bfloat16 if cfg.model.precision == "bf16" else torch.float16)
            if device.type == "cuda" and cfg.model.precision != "fp32" else contextlib.nullcontext())
-    tracker = start_tracking(cfg, run.root) if rank == 0 else None
 
     def extractor() -> CausalLMExtractor:
         return CausalLMExtractor(model, tok, task, cfg.prompt.style, cfg.prompt.enable_thinking, info.end_token_id,
@@ -211,25 +226,20 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
 
     def checkpoint_and_score(step: int) -> None:
         rng = rng_state()
-        if rank == 0:
-            path = run.checkpoint_path(step)
-            save_checkpoint(path, model, optimizer, scheduler, {**state, "global_step": step}, rng, info, cfg)
-            if val_recs:
-                score_checkpoint(run, extractor(), val_recs, step, epoch=round(step / steps_per_epoch, 3),
-                                 tracker=tracker)
+        life.save_checkpoint(
+            step, lambda path: write_checkpoint_files(path, model, {**state, "global_step": step}, info, cfg),
+            {"optimizer.pt": optimizer.state_dict(), "scheduler.pt": scheduler.state_dict(), "rng.pt": rng})
+        life.score(step, extractor, epoch=round(step / steps_per_epoch, 3))
         _barrier(world)
         set_rng_state(rng)  # scoring must not change what training does next
 
-    if resume is not None and rank == 0 and val_recs and not any(
-            m["step"] == state["global_step"] for m in run.metrics()):
-        score_checkpoint(run, extractor(), val_recs, state["global_step"],
-                         epoch=round(state["global_step"] / steps_per_epoch, 3), tracker=tracker)
+    life.rescore(state["global_step"], extractor, epoch=round(state["global_step"] / steps_per_epoch, 3))
 
     step = state["global_step"]
     epoch, within = divmod(step, steps_per_epoch)
     window_loss, window_tok = 0.0, 0
     model.train()
-    progress = _progress(rank == 0, total, step)
+    bar = life.progress(total, step, enabled=cfg.train.progress)
     t0 = time.perf_counter()
     while step < total:
         groups = epoch_groups(len(examples), epoch, cfg, examples, rank, world)
@@ -248,53 +258,37 @@ def train(cfg: CausalRunConfig, on_step: Callable[[int], None] | None = None) ->
                 (loss_sum * world / n_tok).backward()
                 window_loss += float(loss_sum.detach())
                 state["tokens"] += int(b["input_ids"].numel())
-            window_tok += int(n_tok) // world
+            window_tok += int(n_tok)  # already summed over ranks
             if cfg.train.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params, cfg.train.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            if progress:
-                progress[0].update(progress[1], completed=step)
-            if rank == 0 and (step % cfg.train.logging_steps == 0 or step == total):
-                row = {"step": step, "epoch": round(step / steps_per_epoch, 3),
-                       "loss": window_loss / max(window_tok, 1), "lr": scheduler.get_last_lr()[0]}
-                run.log_train(row)
-                if tracker is not None:
-                    tracker.log_metrics({"train_loss": row["loss"], "lr": row["lr"]}, step=step)
+            if step % cfg.train.log_every == 0 or step == total:
+                if world > 1:  # every rank's summed token loss, so the logged loss is the global one
+                    summed = torch.tensor([window_loss], dtype=torch.float64, device=device)
+                    torch.distributed.all_reduce(summed)
+                    window_loss = float(summed)
+                loss = window_loss / max(window_tok, 1)
+                life.log_train(step, epoch=round(step / steps_per_epoch, 3), loss=loss, lr=scheduler.get_last_lr()[0])
+                bar.update(step, loss=loss)
                 window_loss, window_tok = 0.0, 0
-            if step % cfg.train.save_steps == 0 or step == total:
+            else:
+                bar.update(step)
+            if life.is_checkpoint_step(step, total):
                 state["train_seconds"] += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 checkpoint_and_score(step)
-            if on_step is not None:
-                on_step(step)
+            life.after_step(step)
             if step >= total:
                 break
         epoch, within = epoch + 1, 0
-    if progress:
-        progress[0].stop()
     summary = {"run_dir": str(run.root), "steps": total, "steps_per_epoch": steps_per_epoch,
                "world_size": world, "train_seconds": round(state["train_seconds"], 2),
                "train_tokens": state["tokens"] * world}
-    if rank == 0:
-        from finextract.backends.causal_lm import load
+    from finextract.backends.causal_lm.extractor import load
 
-        out = finish_run(run, lambda: load(str(run.root), "best"), cfg, summary)
-        if tracker is not None:
-            tracker.end()
-    else:
-        out = summary
+    out = life.finish(lambda: load(str(run.root), "best"), summary)
     _barrier(world)
     return out
-
-
-def _progress(enabled: bool, total: int, done: int) -> tuple[Any, Any] | None:
-    if not enabled or not os.isatty(2):
-        return None
-    from rich.progress import Progress
-
-    p = Progress(transient=True)
-    p.start()
-    return p, p.add_task("training", total=total, completed=done)

@@ -43,7 +43,8 @@ def register(app: typer.Typer) -> None:
         from finextract.backends.encoder import EncoderRunConfig
         from finextract.backends.encoder.onnx_select import (EvalSet, Int8Spec, calibration_texts,
                                                              export_fast_path, summary_rows)
-        from finextract.cli import UserError, console
+        from finextract.console import console
+        from finextract.errors import UserError
         from finextract.records import read_records, read_texts
         from finextract.rundir import RunDir
 
@@ -59,7 +60,7 @@ def register(app: typer.Typer) -> None:
             sets.append(EvalSet("generated", str(held), read_records(held, task, skip_invalid=True)))
         pilot_path = pilot or (ecfg.data.eval_sets or {}).get("pilot")
         if pilot_path is None:
-            from finextract.commands.quickstart import default_pilot_path
+            from finextract.backends.encoder.quickstart import default_pilot_path
 
             pilot_path = default_pilot_path()
         if Path(pilot_path).exists():

@@ -17,7 +17,7 @@ import typer
 
 def repo_root() -> Path:
     """The checkout holding ``src/finextract`` (editable installs), else the working directory."""
-    here = Path(__file__).resolve().parents[3]
+    here = Path(__file__).resolve().parents[4]
     return here if (here / "src" / "finextract").is_dir() else Path.cwd()
 
 
@@ -84,7 +84,7 @@ def register(app: typer.Typer) -> None:
         data: Path | None = typer.Option(None, "--data", help="use train/validation/test.jsonl from this folder instead of generating"),
         pilot: Path | None = typer.Option(None, "--pilot", help="real labeled memos to score on "
                                           "(default: $FINEXTRACT_SHARED/data/merchant/pilot_memos.jsonl, skipped if absent)"),
-        set_: list[str] = typer.Option([], "--set", "-s", help="override any config field, e.g. --set train.eval_every=100"),
+        set_: list[str] = typer.Option([], "--set", "-s", help="override any config field, e.g. --set train.checkpoint_every=100"),
     ) -> None:
         """Generate merchant data, train the default encoder on CPU, score it and write a report.
 
@@ -95,7 +95,7 @@ def register(app: typer.Typer) -> None:
         from rich.console import Console
 
         from finextract.backends.encoder import EncoderRunConfig, load, train
-        from finextract.cli import UserError
+        from finextract.errors import UserError
         from finextract.config import apply_overrides
         from finextract.records import read_records
 
@@ -127,7 +127,7 @@ def register(app: typer.Typer) -> None:
                      "eval_sets": {"pilot": str(pilot_path)} if pilot_path.exists() else {}},
             "model": {"max_length": max_length, **({"name_or_path": model} if model else {})},
             "train": {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "head_learning_rate": 1e-3,
-                      "eval_every": 100, "num_threads": threads},
+                      "checkpoint_every": 100, "num_threads": threads},
         }
         apply_overrides(raw, list(set_))
         try:

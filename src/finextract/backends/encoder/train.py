@@ -9,11 +9,11 @@ same batches with the same dropout masks as an uninterrupted one and ends bit-id
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import shutil
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,21 +23,23 @@ from finextract.backends.encoder.model import (EncoderExtractor, build_model, co
                                                load_model_from_checkpoint, load_tokenizer, make_tagger,
                                                save_model, torch_forward)
 from finextract.backends.encoder.tagging import IGNORE, align_labels, case_ids
-from finextract.config import ConfigError
+from finextract.errors import ConfigError, RunDirError
 from finextract.records import Record
-from finextract.rundir import RunDir, mark_checkpoint_complete
+from finextract.rundir import RunDir, drop_checkpoint_file
 from finextract.tasks import Task
-from finextract.training import finish_run, load_split, score_checkpoint, seed_everything, rng_state, set_rng_state
+from finextract.training import NoResumeState, RunLifecycle
+from finextract.training import check_resume_compatible as _check_resume_compatible
+from finextract.training import load_split, load_state, rng_state, seed_everything, set_rng_state
 
 log = logging.getLogger("finextract")
 
 # Fields that may change between a run and its resumption (where results go, not what is trained).
-_RESUMABLE_CHANGES = {"output_dir", "tracking", "data.test", "data.eval_sets", "train.progress",
-                      "train.eval_batch_size", "train.num_threads"}
+_RESUMABLE_CHANGES = {"train.eval_batch_size", "train.num_threads"}
+STATE_FILE = "state.pt"  # optimizer, scheduler, RNG, step, running loss: tensors and plain data only
 
 
 class _Interrupt(Exception):
-    """Raised by the test hook ``stop_after_step`` to simulate a kill mid-run."""
+    """Raised by the ``stop_after_step`` test hook to simulate a kill mid-run."""
 
 
 def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length: int,
@@ -71,30 +73,9 @@ def collate(feats: list[dict[str, list[int]]], pad_id: int):
     return out
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "eval_sets":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def check_resume_compatible(run: RunDir, cfg: EncoderRunConfig) -> None:
-    """Refuse to resume a run with a different model/data/training recipe (it would mix two runs)."""
-    if not run.config_path.exists() or not run.checkpoints():
-        return
-    old = _flat(run.read_config())
-    new = _flat(cfg.model_dump(mode="json"))
-    diff = sorted(k for k in set(old) | set(new)
-                  if old.get(k) != new.get(k) and not any(k == p or k.startswith(p + ".") for p in _RESUMABLE_CHANGES))
-    if diff:
-        detail = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:6])
-        raise ConfigError(f"{run.root}: has checkpoints from a different config ({detail}); "
-                          "use a new output_dir or delete the old run to start over")
-
-
+    """Refuse to resume a run with a different model/data/training recipe (see :mod:`finextract.training`)."""
+    _check_resume_compatible(run, cfg, _RESUMABLE_CHANGES)
 
 
 def _prune(run: RunDir, keep_last: int) -> None:
@@ -106,7 +87,7 @@ def _prune(run: RunDir, keep_last: int) -> None:
         if path.name in recent:
             continue
         if path.name == best:
-            (path / "state.pt").unlink(missing_ok=True)
+            drop_checkpoint_file(path, STATE_FILE)
             continue
         shutil.rmtree(path, ignore_errors=True)
 
@@ -119,26 +100,37 @@ def _device(cfg: EncoderRunConfig) -> str:
     return cfg.train.device
 
 
-def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str, Any]:
+def train(cfg: EncoderRunConfig, on_step: Callable[[int], None] | None = None,
+          stop_after_step: int | None = None) -> dict[str, Any]:
     """Train (or resume) the run in ``cfg.output_dir``; returns the run summary.
 
-    ``stop_after_step`` is a test hook: raise after that optimizer step, as a kill would.
+    ``on_step(step)`` is the test hook every backend has (called after each optimizer step);
+    ``stop_after_step=N`` is shorthand for a hook that raises after step N, as a kill would.
     """
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import get_linear_schedule_with_warmup
+    if stop_after_step is not None:
+        on_step = _stop_after(stop_after_step, on_step)
+    with RunLifecycle(cfg, resumable=_RESUMABLE_CHANGES, on_step=on_step) as life:
+        if life.finished is not None:
+            return life.finished
+        return _train(cfg, life)
 
-    from finextract.tracking import start_tracking
+
+def _stop_after(limit: int, then: Callable[[int], None] | None) -> Callable[[int], None]:
+    def hook(step: int) -> None:
+        if then is not None:
+            then(step)
+        if step >= limit:
+            raise _Interrupt(f"stopped after step {step}")
+    return hook
+
+
+def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
+    import torch
+    from transformers import get_linear_schedule_with_warmup
 
     if cfg.data.train is None:
         raise ConfigError("data.train: the encoder needs a training JSONL (set data.train=PATH)")
     task = cfg.load_task()
-    run = RunDir(cfg.output_dir)
-    if run.done_path.exists():
-        log.info("%s is already finished (DONE); use a new output_dir to train again", run.root)
-        return json.loads(run.done_path.read_text(encoding="utf-8") or "{}")
-    check_resume_compatible(run, cfg)
-    run.create(cfg)
     tc = cfg.train
     if tc.num_threads:
         torch.set_num_threads(tc.num_threads)
@@ -148,6 +140,20 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
     val_recs = load_split(cfg.data.validation, task, cfg.data.skip_invalid, cfg.data.max_eval_records)
     if not train_recs:
         raise ConfigError(f"data.train: {cfg.data.train} has no usable records")
+
+    def load_resume(path):  # the encoder's model I/O for resuming
+        if not (path / STATE_FILE).exists():
+            raise NoResumeState(f"{path}: checkpoint has no resume state ({STATE_FILE}); skipped for resuming")
+        state = load_state(path / STATE_FILE)
+        model, _ = load_model_from_checkpoint(path, cfg, task, trainable=True)
+        return model, state
+
+    seed_everything(cfg.seed)
+    step, resumed = life.start(load_resume)
+    if resumed is None and life.run.checkpoints():
+        raise RunDirError(f"{life.run.root}: newest checkpoint has no resume state; use a new output_dir")
+    run = life.run
+    life.val_records = val_recs
     tokenizer = load_tokenizer(cfg.model.name_or_path)
     feats, align_stats = encode_records(train_recs, tokenizer, task, cfg.model.max_length, cfg.model.case_features)
     if align_stats["values_missed"]:
@@ -159,19 +165,10 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
     spe = math.ceil(n / tc.batch_size)
     total = tc.max_steps or max(1, math.ceil(tc.epochs * spe))
 
-    seed_everything(cfg.seed)
-    cps = run.checkpoints()
     state: dict[str, Any] | None = None
-    if cps:
-        step, path = cps[-1]
-        if not (path / "state.pt").exists():
-            raise ConfigError(f"{path}: newest checkpoint has no resume state")
-        log.info("resuming from %s", path)
-        model, _ = load_model_from_checkpoint(path, cfg, task, trainable=True)
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
-        run.rewind(step)
+    if resumed is not None:
+        model, state = resumed
     else:
-        step = 0
         model = make_tagger(build_model(cfg, task), cfg.model.case_features)
     model.to(device)
 
@@ -193,8 +190,6 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
 
-    tracker = start_tracking(cfg, run.root)
-    tracker.log_params(cfg.model_dump(mode="json"))
     n_params = count_parameters(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -204,72 +199,54 @@ def train(cfg: EncoderRunConfig, stop_after_step: int | None = None) -> dict[str
 
     def evaluate(at: int) -> None:
         model.eval()
-        if val_recs:
-            score_checkpoint(run, extractor(), val_recs, at, epoch=at / spe, tracker=tracker)
-        else:  # nothing to select on: the newest checkpoint is the best
-            run.set_best(f"step-{at}", at, 0.0)
+        life.score(at, extractor, epoch=at / spe)
         model.train()
 
     def checkpoint(at: int) -> None:
-        path = run.checkpoint_path(at)
-        if path.exists():  # a half-written folder left by a kill
-            shutil.rmtree(path)
-        save_model(model, tokenizer, path, task, cfg.model.lora)
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                    "rng": rng_state(), "step": at, "running_loss": list(running)}, path / "state.pt")
-        mark_checkpoint_complete(path)
+        life.save_checkpoint(at, lambda path: save_model(model, tokenizer, path, task, cfg.lora.enabled), {
+            STATE_FILE: {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                         "rng": rng_state(), "step": at, "running_loss": list(running)}})
         evaluate(at)
         _prune(run, tc.keep_last)
 
-    if step and not any(m["step"] == step for m in run.metrics()):
-        evaluate(step)  # killed between saving and scoring that checkpoint
+    running: list[float] = list(state.get("running_loss", [])) if state else []  # losses since the last log row
+    model.eval()
+    life.rescore(step, extractor, epoch=step / spe)  # killed between saving and scoring that checkpoint
 
     model.train()
     started = time.time()
-    running: list[float] = list(state.get("running_loss", [])) if state else []  # losses since the last log row
-    pbar = tqdm(total=total, initial=step, desc=f"train {run.root.name}", unit="step", disable=not tc.progress,
-                dynamic_ncols=True)
-    try:
-        while step < total:
-            epoch, pos = divmod(step, spe)
-            gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-            perm = torch.randperm(n, generator=gen).tolist()
-            for b in range(pos, spe):
-                batch = collate([feats[i] for i in perm[b * tc.batch_size:(b + 1) * tc.batch_size]],
-                                tokenizer.pad_token_id or 0)
-                batch = {k: v.to(device) for k, v in batch.items()}
-                loss = model(**batch).loss
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                step += 1
-                running.append(loss.item())
-                pbar.update(1)
-                if step % tc.log_every == 0 or step == total:
-                    avg = float(np.mean(running))
-                    running.clear()
-                    run.log_train({"step": step, "epoch": step / spe, "loss": avg, "lr": scheduler.get_last_lr()[0]})
-                    tracker.log_metrics({"train_loss": avg}, step=step)
-                    pbar.set_postfix(loss=f"{avg:.4f}")
-                if step % tc.eval_every == 0 or step == total:
-                    checkpoint(step)
-                if stop_after_step is not None and step >= stop_after_step:
-                    raise _Interrupt(f"stopped after step {step}")
-                if step >= total:
-                    break
-    except BaseException:
-        pbar.close()
-        tracker.end("KILLED")
-        raise
-    pbar.close()
+    bar = life.progress(total, step, enabled=tc.progress)
+    while step < total:
+        epoch, pos = divmod(step, spe)
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        perm = torch.randperm(n, generator=gen).tolist()
+        for b in range(pos, spe):
+            batch = collate([feats[i] for i in perm[b * tc.batch_size:(b + 1) * tc.batch_size]],
+                            tokenizer.pad_token_id or 0)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            loss = model(**batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            running.append(loss.item())
+            if step % tc.log_every == 0 or step == total:
+                avg = float(np.mean(running))
+                running.clear()
+                life.log_train(step, epoch=step / spe, loss=avg, lr=scheduler.get_last_lr()[0])
+                bar.update(step, loss=avg)
+            else:
+                bar.update(step)
+            if life.is_checkpoint_step(step, total):
+                checkpoint(step)
+            life.after_step(step)
+            if step >= total:
+                break
 
     summary = {"steps": total, "train_records": n, "parameters": n_params, "trainable_parameters": trainable,
                "train_seconds_this_session": round(time.time() - started, 1), "device": device, **align_stats}
-    from finextract.backends.encoder.model import load
+    from finextract.backends.encoder.extractor import load
 
-    out = finish_run(run, lambda: load(str(run.root), "best", device=device), cfg, summary)
-    tracker.log_artifacts(run.root)
-    tracker.end()
-    return out
+    return life.finish(lambda: load(str(run.root), "best", device=device), summary)

@@ -18,7 +18,7 @@ import typer
 def export_merged(run_dir: str | Path, checkpoint: str | None = None, output: str | Path | None = None,
                   rescore: bool = True, allow_template_mismatch: bool = False) -> dict[str, Any]:
     """Write ``RUN_DIR/merged`` (or ``output``): safetensors + tokenizer + template.json; return the report."""
-    from finextract.backends.causal_lm import load
+    from finextract.backends.causal_lm.extractor import load
     from finextract.backends.causal_lm.config import CausalRunConfig
     from finextract.rundir import RunDir
     from finextract.training import load_split
@@ -62,7 +62,8 @@ def register(app: typer.Typer) -> None:
         allow_template_mismatch: bool = typer.Option(False, help="warn instead of refusing a changed chat template"),
     ) -> None:
         """Export a trained causal-LM run; with --merged, write merged safetensors and report the F1 delta."""
-        from finextract.cli import UserError, console
+        from finextract.errors import UserError
+        from finextract.console import console
 
         if not merged:
             raise UserError("nothing to export: pass --merged (adapters are already in RUN_DIR/checkpoints)")
