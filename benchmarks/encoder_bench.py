@@ -9,7 +9,8 @@ of each repeat (both measured minutes apart in the same run), with the load aver
         --heldout runs/qs/data/test.jsonl --threads 2 --repeats 3 [--crf-run runs/crf]
 
 Variants: ``pytorch`` (the fp32 reference), ``onnx:fp32``, ``onnx`` (the variant export-onnx
-chose) and any ``onnx:NAME`` from ``onnx/meta.json``. F1 is exact-match micro/macro on
+chose), any ``onnx:NAME`` from ``onnx/meta.json``, and ``onnx:NAME:nobucket`` (length buckets
+off, to see what they gain). F1 is exact-match micro/macro on
 ``--data`` (and ``--heldout``); throughput is ``finextract.speed.measure_throughput`` over
 ``--n-texts`` texts (``--data``'s texts repeated, in file order) at batch 64, latency from
 batches of one. Writes ``benchmarks/results/{--name}.json`` and ``.md``.
@@ -35,8 +36,9 @@ def load_for(variant: str, run_dir: str, threads: int):
 
     if variant in ("pytorch", "crf"):
         return load_extractor(run_dir, "best", num_threads=threads)
-    name = variant.partition(":")[2] or None
-    return load_extractor(run_dir, "best", runtime="onnx", variant=name, num_threads=threads)
+    _, name, flag = (variant.split(":") + ["", ""])[:3]  # onnx[:NAME[:nobucket]]
+    return load_extractor(run_dir, "best", runtime="onnx", variant=name or None, num_threads=threads,
+                          bucket=flag != "nobucket")
 
 
 def measure(args: argparse.Namespace) -> dict:
