@@ -48,8 +48,8 @@ def _config(model: str, data: Path, out: Path, steps: int, per_device: int, accu
         "data": {"train": str(data), "validation": str(data), "max_eval_records": eval_records},
         "model": {"name_or_path": model, "precision": precision},
         "prompt": {"style": style}, "lora": {"rank": 8, "alpha": 16},
-        "train": {"learning_rate": 1e-4, "max_steps": steps, "per_device_batch": per_device,
-                  "gradient_accumulation": accumulation, "save_steps": save_steps, "logging_steps": 1,
+        "train": {"learning_rate": 1e-4, "max_steps": steps, "batch_size": per_device,
+                  "gradient_accumulation": accumulation, "checkpoint_every": save_steps, "log_every": 1,
                   "warmup_ratio": 0.1, "scheduler": "cosine"},
         "decoding": {"batch_size": 64},
     }

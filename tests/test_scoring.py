@@ -125,3 +125,20 @@ def test_normalize_output_rejects_wrong_shapes():
     assert M.normalize_output({"MERCHANT_NAME": "A", "EXTRA": "y"}) == m(MERCHANT_NAME="A")
     assert N.normalize_output({"Company": ["A", "A", ""]})["Company"] == ["A"]
     assert N.normalize_output({"Company": [1]}) is None
+
+
+def test_markdown_table_and_weakest_keys_live_on_the_report():
+    from finextract.scoring import score
+    from finextract.tasks import load_task
+
+    task = load_task("merchant")
+    keys = task.key_names
+    gold = [{k: "" for k in keys} | {keys[0]: "ACME", keys[1]: "AUSTIN"}]
+    pred = [{k: "" for k in keys} | {keys[0]: "ACME", keys[1]: "DALLAS"}]
+    report = score(gold, pred, task)
+    table = report.markdown_table().splitlines()
+    assert table[0] == "| key | P | R | F1 | support |"
+    assert f"| {keys[0]} | 1.000 | 1.000 | 1.000 | 1 |" in table
+    assert f"| {keys[1]} | 0.000 | 0.000 | 0.000 | 1 |" in table
+    assert table[-2].startswith("| **micro** | 0.500 | 0.500 | **0.500** | 2")
+    assert report.weakest_keys(1) == [(keys[1], 0.0)]

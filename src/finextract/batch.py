@@ -1,20 +1,35 @@
 """Bank-scale offline extraction: stream a file through a model, resumable after a kill.
 
-Memory is bounded by the chunk size, not the file: JSONL/TXT/CSV are read line by line and
-Parquet by ``iter_batches``. The output is JSONL, one row per input row::
+Memory is bounded by the chunk size and the text-length limit, not the file: JSONL/TXT/CSV are
+read line by line and Parquet by ``iter_batches``. The output is JSONL, one row per input row::
 
     {"row": 17, "text": "...", "fields": {...}, "valid": true}
 
-Each chunk is appended, flushed and fsync'ed before the next is read, so after a kill the
-file holds complete chunks plus at most one partial line. On restart the partial line is
-truncated, the last complete ``row`` says where to resume (rows are written in order), and
-its text is checked against the input so a different input file is refused instead of
-silently mixed in.
+Safety rules, in the order :func:`run_batch` applies them (nothing a user owns is touched
+before every check has passed):
+
+1. the output path must be a ``.jsonl`` file that is not the input (also through a symlink,
+   a hard link or a relative path);
+2. a lock on the output (``.NAME.lock`` next to it, ``fcntl.flock``): a second ``batch`` on
+   the same output is refused; the kernel drops the lock of a killed process, so a rerun
+   after SIGKILL is never blocked;
+3. the existing output is inspected **read-only**: it must be a finextract batch output whose
+   rows are numbered 0..N-1 (a partial last line, the trace of a kill, must look like the
+   start of a batch row); anything else is refused, unchanged;
+4. the whole input is validated in one streaming pass (same rules as ``predict``: see
+   :func:`finextract.records.iter_input_texts`) -- before the lock is taken, so a bad input
+   leaves nothing behind -- and a bad row 9,000,000 is reported before a single prediction is
+   made; the first and the last already-written rows must hold the same texts as the input;
+5. only then is a partial last line cut off (or, with ``--overwrite``, the output emptied) and
+   extraction resumes after the last complete row. Each chunk is appended, flushed and
+   fsync'ed, so a kill at any point leaves complete rows plus at most one partial line.
+
+A write error (full disk) cuts the output back to its last complete row before reporting, so
+the rerun resumes cleanly once there is space.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 from collections.abc import Iterator
@@ -23,6 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from finextract.extractor import Extractor
+from finextract.locking import lock_for
+from finextract.records import InputError, OutputError, check_output_path, iter_input_texts
+
+ROW_PREFIX = b'{"row": '
+OUTPUT_SUFFIXES = (".jsonl", ".json")
 
 
 @dataclass
@@ -38,74 +58,47 @@ class BatchSummary:
         return dict(self.__dict__)
 
 
-def iter_texts(path: Path, text_column: str = "text", chunk_rows: int = 1024) -> Iterator[str]:
-    """Yield texts one by one without loading the file (Parquet: ``chunk_rows`` rows at a time)."""
-    suffix = path.suffix.lower()
+@dataclass
+class OutputState:
+    """What an existing output holds, found without modifying it."""
+
+    done: int = 0  # complete rows
+    complete_bytes: int = 0  # bytes up to the end of the last complete row
+    size: int = 0  # file size (> complete_bytes when a kill left a partial line)
+    first_text: str | None = None
+    last_text: str | None = None
+
+
+def iter_texts(path: Path, text_column: str = "text", chunk_rows: int = 1024,
+               max_chars: int | None = None) -> Iterator[str]:
+    """Texts one by one without loading the file (the rules every command shares)."""
+    return iter_input_texts(path, text_column, max_chars=max_chars, chunk_rows=chunk_rows)
+
+
+def _parse_row(path: Path, line: bytes, lineno: int) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except ValueError:
+        obj = None
+    if not isinstance(obj, dict) or not isinstance(obj.get("row"), int) or not isinstance(obj.get("text"), str):
+        raise OutputError(f"{path}:{lineno}: not a finextract batch output (no 'row'/'text'); "
+                          "it was left unchanged: use --overwrite or a new output path")
+    return obj
+
+
+def inspect_output(path: str | Path) -> OutputState:
+    """Read an existing output (never writes): complete rows, texts of its first and last row."""
+    path = Path(path)
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
-    if suffix in (".jsonl", ".json"):
-        with path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = json.loads(raw)
-                except ValueError as exc:
-                    raise ValueError(f"{path}:{lineno}: not valid JSON: {exc}") from exc
-                if not isinstance(obj, dict) or not isinstance(obj.get(text_column), str):
-                    raise ValueError(f"{path}:{lineno}: expected an object with a string {text_column!r}")
-                yield obj[text_column]
-    elif suffix in (".csv", ".tsv"):
-        with path.open(newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh, delimiter="\t" if suffix == ".tsv" else ",")
-            if reader.fieldnames is None or text_column not in reader.fieldnames:
-                raise ValueError(f"{path}: no column {text_column!r} (columns: {reader.fieldnames})")
-            for row in reader:
-                yield row[text_column] or ""
-    elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(path)
-        if text_column not in pf.schema_arrow.names:
-            raise ValueError(f"{path}: no column {text_column!r} (columns: {pf.schema_arrow.names})")
-        for batch in pf.iter_batches(batch_size=chunk_rows, columns=[text_column]):
-            for t in batch.column(0).to_pylist():
-                yield t or ""
-    elif suffix == ".txt":
-        with path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if line.strip():
-                    yield line.rstrip("\n")
-    else:
-        raise ValueError(f"{path}: unsupported input format {suffix!r}; use .jsonl, .csv, .tsv, .parquet or .txt")
-
-
-def count_rows(path: Path, text_column: str = "text") -> int | None:
-    """Row count for the progress bar, cheaply (Parquet metadata; a byte scan for line formats)."""
-    suffix = path.suffix.lower()
-    if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return pq.ParquetFile(path).metadata.num_rows
-    if suffix in (".jsonl", ".json", ".txt"):
-        n = 0
-        with path.open("rb") as fh:
-            for line in fh:
-                n += bool(line.strip())
-        return n
-    return None  # CSV rows can span lines; count while streaming instead
-
-
-def recover_output(path: Path) -> tuple[int, str | None]:
-    """Truncate a partial last line; return (rows complete, text of the last complete row)."""
-    if not path.exists():
-        return 0, None
-    with path.open("rb+") as fh:
+        return OutputState()
+    if not path.is_file():
+        raise OutputError(f"{path}: not a regular file")
+    with path.open("rb") as fh:
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
         if size == 0:
-            return 0, None
-        # find the last newline; anything after it is a partial line from a kill
+            return OutputState()
+        # the last newline: anything after it is a partial line from a kill
         pos, cut = size, 0
         while pos > 0:
             start = max(0, pos - 65536)
@@ -115,20 +108,55 @@ def recover_output(path: Path) -> tuple[int, str | None]:
                 cut = start + idx + 1
                 break
             pos = start
-        if cut < size:
-            fh.truncate(cut)
-            fh.flush()
-            os.fsync(fh.fileno())
+        fh.seek(cut)
+        partial = fh.read(len(ROW_PREFIX))
+        if partial and not ROW_PREFIX.startswith(partial) and not partial.startswith(ROW_PREFIX):
+            raise OutputError(f"{path}: its last line is incomplete and is not a finextract batch row; "
+                              "it was left unchanged: use --overwrite or a new output path")
         if cut == 0:
-            return 0, None
-        # read the last complete line
-        start = max(0, cut - 1_048_576)
+            return OutputState(size=size)
+        fh.seek(0)
+        first = _parse_row(path, fh.readline(), 1)
+        if first["row"] != 0:
+            raise OutputError(f"{path}:1: first row is {first['row']}, not 0: not a complete batch output")
+        fh.seek(0)
+        n_lines, read = 0, 0
+        while read < cut:
+            block = fh.read(min(1 << 20, cut - read))
+            n_lines += block.count(b"\n")
+            read += len(block)
+        start = max(0, cut - (1 << 20))
         fh.seek(start)
-        lines = fh.read(cut - start).splitlines()
-    last = json.loads(lines[-1])
-    if not isinstance(last, dict) or "row" not in last:
-        raise ValueError(f"{path}: not a finextract batch output (no 'row' field); use --overwrite or a new path")
-    return int(last["row"]) + 1, last.get("text")
+        last = _parse_row(path, fh.read(cut - start).splitlines()[-1], n_lines)
+    if last["row"] != n_lines - 1:
+        raise OutputError(f"{path}: {n_lines} rows but the last is numbered {last['row']}: rows are missing "
+                          "or duplicated (two runs wrote it?); use --overwrite or a new output path")
+    return OutputState(done=n_lines, complete_bytes=cut, size=size, first_text=first["text"], last_text=last["text"])
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if a.exists() and b.exists() and os.path.samefile(a, b):
+            return True
+    except OSError:
+        pass
+    return a.resolve() == b.resolve()
+
+
+def _count_valid_rows(path: Path, text_column: str, max_chars: int | None) -> int:
+    n = 0
+    for _ in iter_input_texts(path, text_column, max_chars=max_chars):
+        n += 1
+    if n == 0:
+        raise InputError(f"{path}: no texts (the file is empty)")
+    return n
+
+
+def _truncate(path: Path, size: int) -> None:
+    with path.open("rb+") as fh:
+        fh.truncate(size)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def run_batch(
@@ -139,55 +167,104 @@ def run_batch(
     text_column: str = "text",
     overwrite: bool = False,
     progress: bool = True,
+    max_chars: int | None = None,
 ) -> BatchSummary:
-    """Extract every row of ``input_path`` into ``output_path`` (JSONL), resuming where it stopped."""
-    input_path, output_path = Path(input_path), Path(output_path)
-    if output_path.suffix.lower() not in (".jsonl", ".json"):
-        raise ValueError(f"{output_path}: batch output must be .jsonl (appendable, resumable)")
-    if batch_size < 1:
-        raise ValueError("batch_size must be >= 1")
-    if overwrite and output_path.exists():
-        output_path.unlink()
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    done, last_text = recover_output(output_path)
-    total = count_rows(input_path, text_column)
-    task = extractor.task
-    written = invalid = 0
-    texts = iter_texts(input_path, text_column)
-    for i in range(done):  # skip rows already extracted, checking the input is the same file
-        try:
-            t = next(texts)
-        except StopIteration:
-            raise ValueError(f"{output_path} has {done} rows but {input_path} only {i}; "
-                             "it was written for another input (use --overwrite)") from None
-        if i == done - 1 and last_text is not None and t != last_text:
-            raise ValueError(f"{output_path}: row {i} was written for a different text than {input_path} row {i}; "
-                             "it belongs to another input (use --overwrite or a new output path)")
+    """Extract every row of ``input_path`` into ``output_path`` (JSONL), resuming where it stopped.
 
+    ``max_chars`` (default: the task's ``max_text_chars``) is the longest text accepted; a longer
+    one is an error naming its line, found before any prediction is made.
+    """
+    input_path, output_path = Path(input_path), Path(output_path)
+    if output_path.suffix.lower() not in OUTPUT_SUFFIXES:
+        raise OutputError(f"{output_path}: batch output must be .jsonl (appendable, resumable)")
+    if batch_size < 1:
+        raise OutputError("batch_size must be >= 1")
+    check_output_path(output_path, OUTPUT_SUFFIXES)
+    if _same_file(input_path, output_path):
+        raise OutputError(f"{output_path}: is the input file itself; write the output to another path")
+    max_chars = max_chars or extractor.task.max_text_chars
+    total = _count_valid_rows(input_path, text_column, max_chars)  # a bad input leaves no trace at all
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_for(output_path, what="batch output"):
+        state = OutputState() if overwrite else inspect_output(output_path)
+        if state.done > total:
+            raise OutputError(f"{output_path} has {state.done} rows but {input_path} only {total}; "
+                              "it was written for another input (use --overwrite or a new output path)")
+        texts = iter_texts(input_path, text_column, max_chars=max_chars)
+        for i in range(state.done):  # skip rows already extracted, checking the input is the same file
+            t = next(texts)
+            if (i == 0 and t != state.first_text) or (i == state.done - 1 and t != state.last_text):
+                raise OutputError(f"{output_path}: row {i} was written for a different text than {input_path} "
+                                  f"row {i}; it belongs to another input (use --overwrite or a new output path)")
+        # every check passed: now (and only now) the output may change
+        if overwrite and output_path.exists():
+            _truncate(output_path, 0)
+        elif state.size > state.complete_bytes:
+            _truncate(output_path, state.complete_bytes)
+        return _extract(extractor, texts, input_path, output_path, batch_size, progress, state.done, total)
+
+
+def _extract(extractor: Extractor, texts: Iterator[str], input_path: Path, output_path: Path, batch_size: int,
+             progress: bool, done: int, total: int) -> BatchSummary:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  disable=not progress, console=Console(stderr=True)) as bar, output_path.open("ab") as out:
-        job = bar.add_task("rows", total=total, completed=done)
-        row = done
-        while True:
-            chunk = [t for _, t in zip(range(batch_size), texts)]
-            if not chunk:
-                break
-            preds = extractor.predict(chunk)
-            if len(preds) != len(chunk):
-                raise RuntimeError(f"model returned {len(preds)} outputs for {len(chunk)} texts")
-            lines = []
-            for text, pred in zip(chunk, preds):
-                invalid += pred is None
-                lines.append(json.dumps({"row": row, "text": text,
-                                         task.record_field: pred if pred is not None else task.empty_output(),
-                                         "valid": pred is not None}, ensure_ascii=False))
-                row += 1
-            out.write(("\n".join(lines) + "\n").encode("utf-8"))
-            out.flush()
-            os.fsync(out.fileno())
-            written += len(chunk)
-            bar.update(job, advance=len(chunk))
+    task = extractor.task
+    written = invalid = 0
+    # a raw descriptor, not a buffered file: a failed write must not be retried by close()
+    fd = os.open(output_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        with Progress(TextColumn("extracting"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                      disable=not progress, console=Console(stderr=True)) as bar:
+            job = bar.add_task("rows", total=total, completed=done)
+            row = done
+            good_size = os.lseek(fd, 0, os.SEEK_END)
+            while True:
+                chunk = [t for _, t in zip(range(batch_size), texts)]
+                if not chunk:
+                    break
+                preds = extractor.predict(chunk)
+                if len(preds) != len(chunk):
+                    raise RuntimeError(f"model returned {len(preds)} outputs for {len(chunk)} texts")
+                lines = []
+                for text, pred in zip(chunk, preds):
+                    invalid += pred is None
+                    lines.append(json.dumps({"row": row, "text": text,
+                                             task.record_field: pred if pred is not None else task.empty_output(),
+                                             "valid": pred is not None}, ensure_ascii=False))
+                    row += 1
+                data = ("\n".join(lines) + "\n").encode("utf-8")
+                try:
+                    view = memoryview(data)
+                    while view:
+                        view = view[os.write(fd, view):]
+                    os.fsync(fd)
+                except OSError as exc:
+                    try:  # leave complete rows only, so the rerun resumes cleanly
+                        os.ftruncate(fd, good_size)
+                    except OSError:
+                        pass
+                    raise OutputError(f"{output_path}: cannot write: {exc.strerror or exc}; {done + written} rows "
+                                      "are saved, rerun the same command to resume") from None
+                good_size += len(data)
+                written += len(chunk)
+                bar.update(job, advance=len(chunk))
+    finally:
+        os.close(fd)
     return BatchSummary(str(input_path), str(output_path), done + written, done, written, invalid)
+
+
+def recover_output(path: str | Path) -> tuple[int, str | None]:
+    """Cut a partial last line off a batch output; (rows complete, text of the last complete row).
+
+    Refuses (unchanged) a file that is not a batch output. ``run_batch`` does not call this: it
+    cuts only after the input was checked.
+    """
+    path = Path(path)
+    state = inspect_output(path)
+    if state.size > state.complete_bytes:
+        _truncate(path, state.complete_bytes)
+    return state.done, state.last_text
+
+
+__all__ = ["BatchSummary", "OutputState", "inspect_output", "iter_texts", "recover_output", "run_batch"]

@@ -3,8 +3,9 @@
 Commands live in ``finextract/commands/*.py``; each module defines ``register(app)`` and is
 discovered here, so a new feature adds a file instead of editing this one. A backend adds its
 own commands through ``Backend.commands`` (see :mod:`finextract.registry`). Expected errors
-(bad data, bad config, missing files) print one clear message and exit with status 2;
-``FINEXTRACT_DEBUG=1`` shows the traceback.
+(the project's own :class:`finextract.errors.FinextractError` types: bad data, bad config, a
+refused run directory; and missing/unreadable paths) print one clear message and exit with
+status 2; ``FINEXTRACT_DEBUG=1`` shows the traceback. A real bug is not caught here.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
+# Besides the project's own errors (finextract.errors), only conditions of the file system the
+# user pointed us at are reported as one line: a missing or unreadable path is not a bug in
+# finextract. Anything else (ValueError, KeyError, TypeError, ...) is a bug and shows its traceback.
+_FILESYSTEM_ERRORS = (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+
+
 def _discover() -> None:
     import finextract.commands as pkg
 
@@ -51,18 +58,28 @@ def _discover() -> None:
             backend.commands(app)
 
 
+def print_error(exc: BaseException) -> None:
+    """One ``error: MESSAGE`` line (or the message's own lines) on stderr.
+
+    The message is printed as plain text, never parsed as rich markup: a value such as
+    ``"[/bold]"`` in user data used to crash the printer, and ``[code]`` tags were stripped.
+    """
+    from rich.text import Text
+
+    err_console.print(Text.assemble(("error:", "bold red"), " ", str(exc)), highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=os.environ.get("FINEXTRACT_LOG", "INFO"), format="%(levelname)s %(message)s")
     _discover()
-    from finextract.config import ConfigError
-    from finextract.validate import DataError
+    from finextract.errors import FinextractError
 
     try:
         app(args=argv, prog_name="finextract")  # click handles usage errors and exits itself
-    except (UserError, DataError, ConfigError, FileNotFoundError, ValueError, KeyError) as exc:
+    except (FinextractError, *_FILESYSTEM_ERRORS) as exc:
         if os.environ.get("FINEXTRACT_DEBUG"):
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        print_error(exc)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -171,13 +171,13 @@ def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[s
 def read_config_dict(path: str | Path | None, overrides: list[str] | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {}
     if path is not None:
+        from finextract.tasks import read_yaml_file  # size and alias limits (a YAML bomb fails fast)
+
         path = Path(path)
         try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config: {exc}") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+            loaded = read_yaml_file(path)
+        except ValueError as exc:
+            raise ConfigError(f"cannot read config: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: a config must be a YAML mapping")
         data = loaded or {}

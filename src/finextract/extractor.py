@@ -51,7 +51,15 @@ def load_extractor(source: str | Path, checkpoint: str | None = None, **kwargs: 
         from finextract.registry import get_backend
 
         return get_backend("endpoint").load(src, checkpoint, **kwargs)
+    from finextract.errors import FinextractError, RunDirError
     from finextract.rundir import RunDir
+    from finextract.runcheck import check_run
 
-    run = RunDir(Path(src))
-    return run.load_extractor(checkpoint, **kwargs)
+    ckpt = check_run(src, checkpoint)  # damaged files: one line naming the file, before any parser sees them
+    try:
+        return RunDir(Path(src)).load_extractor(checkpoint, **kwargs)
+    except FinextractError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise RunDirError(f"{ckpt}: cannot load this checkpoint: {type(exc).__name__}: {first[:300]}") from exc

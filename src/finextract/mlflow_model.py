@@ -21,6 +21,7 @@ from typing import Any
 
 import mlflow.pyfunc
 
+from finextract.errors import InputError
 from finextract.rundir import RunDir
 
 
@@ -35,7 +36,7 @@ def _texts_from_input(model_input: Any) -> list[str]:
         elif model_input.shape[1] == 1:
             col = model_input.iloc[:, 0]
         else:
-            raise ValueError(f"input DataFrame needs a 'text' column (columns: {list(model_input.columns)})")
+            raise InputError(f"input DataFrame needs a 'text' column (columns: {list(model_input.columns)})")
         return ["" if v is None else str(v) for v in col.tolist()]
     if isinstance(model_input, pd.Series):
         return ["" if v is None else str(v) for v in model_input.tolist()]
@@ -44,7 +45,7 @@ def _texts_from_input(model_input: Any) -> list[str]:
         return [v] if isinstance(v, str) else [str(x) for x in v]
     if isinstance(model_input, (list, tuple)):
         return [x["text"] if isinstance(x, dict) else str(x) for x in model_input]
-    raise ValueError(f"unsupported input type {type(model_input).__name__}; send a 'text' column or strings")
+    raise InputError(f"unsupported input type {type(model_input).__name__}; send a 'text' column or strings")
 
 
 class FinextractModel(mlflow.pyfunc.PythonModel):
@@ -73,7 +74,7 @@ def stage_run(run_dir: str | Path, dest: Path, checkpoint: str | None = "best") 
     run.read_config()  # raises a clear error when it is not a run directory
     ckpt = run.resolve_checkpoint(checkpoint)
     if not (ckpt / "COMPLETE").exists():
-        raise ValueError(f"{ckpt}: not a complete checkpoint")
+        raise InputError(f"{ckpt}: not a complete checkpoint")
     dest.mkdir(parents=True, exist_ok=True)
     shutil.copy2(run.config_path, dest / "config.yaml")
     for name in ("versions.json",):
@@ -103,7 +104,7 @@ def package_run(
     cfg = run.read_config()
     out = Path(out) if out else run.root / "mlflow_model"
     if out.exists():
-        raise ValueError(f"{out} already exists; choose another --out or remove it")
+        raise InputError(f"{out} already exists; choose another --out or remove it")
     # No input signature on purpose: a named-column signature would make MLflow reject a
     # plain list of strings; _texts_from_input validates the input instead.
     result: dict[str, Any] = {"run_dir": str(run.root), "backend": cfg.get("backend"), "task": cfg.get("task")}

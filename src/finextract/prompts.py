@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.tasks import Task
 
 ANSWER_MARKER = "### ANSWER"
@@ -62,7 +63,7 @@ def style_names() -> tuple[str, ...]:
 
 def get_style(name: str) -> PromptStyle:
     if name not in _STYLES:
-        raise ValueError(f"unknown prompt style {name!r}; use one of {list(_STYLES)}")
+        raise InputError(f"unknown prompt style {name!r}; use one of {list(_STYLES)}")
     return _STYLES[name]
 
 
@@ -145,7 +146,7 @@ def render_prompt(tokenizer: Any, task: Task, style: str, text: str,
     not know the variable should render exactly as their authors intended.
     """
     if not getattr(tokenizer, "chat_template", None):
-        raise ValueError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; "
+        raise InputError(f"tokenizer {getattr(tokenizer, 'name_or_path', '')!r} has no chat template; "
                          "causal-LM extraction needs an instruction-tuned tokenizer or a template")
     kwargs: dict[str, Any] = {}
     if enable_thinking is not None:

@@ -38,6 +38,9 @@ class Backend:
     load: Callable[..., Any]
     description: str = ""
     commands: Callable[[Any], None] | None = None  # register(app: typer.Typer): backend-only CLI commands
+    # tiny_config(workdir) -> config fields for a seconds-long run of two checkpointed steps on a
+    # tiny random model built under workdir: what the backend contract test trains
+    tiny_config: Callable[[Any], dict[str, Any]] | None = None
 
 
 def register_backend(backend: Backend) -> Backend:

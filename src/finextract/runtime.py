@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
+
 RUNTIMES = ("torch", "onnx")
 RUNTIME_HELP = ("torch (default) or onnx: the ONNX Runtime variant `finextract export-onnx` chose "
                 "(encoder runs; quantized variants only with a recorded F1 delta)")
@@ -20,15 +22,15 @@ def load_with_runtime(source: str | Path, checkpoint: str | None, runtime: str =
     from finextract.extractor import load_extractor
 
     if runtime not in RUNTIMES:
-        raise ValueError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
+        raise InputError(f"--runtime {runtime!r}: choose one of {', '.join(RUNTIMES)}")
     if runtime == "torch":
         return load_extractor(source, checkpoint, **kwargs)
     src = str(source)
     if src.startswith(("http://", "https://")):
-        raise ValueError(f"--runtime onnx: {src} is an endpoint; the runtime is the server's choice")
+        raise InputError(f"--runtime onnx: {src} is an endpoint; the runtime is the server's choice")
     from finextract.rundir import RunDir
 
     backend = RunDir(Path(src)).read_config().get("backend")
     if backend != "encoder":
-        raise ValueError(f"--runtime onnx: {src} is a {backend!r} run; only encoder runs have an ONNX export")
+        raise InputError(f"--runtime onnx: {src} is a {backend!r} run; only encoder runs have an ONNX export")
     return load_extractor(source, checkpoint, runtime="onnx", **kwargs)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.tasks import Task
 
 
@@ -109,6 +110,26 @@ class ScoreReport:
             out["errors"] = [asdict(e) for e in self.errors]
         return out
 
+    def markdown_table(self, digits: int = 3) -> str:
+        """Per-key P/R/F1 as a Markdown table (reports); the twin of :meth:`rich_table`."""
+        f = f"{{:.{digits}f}}"
+        lines = ["| key | P | R | F1 | support |", "|---|---:|---:|---:|---:|"]
+        for key, c in self.per_key.items():
+            if c.tp or c.fp or c.fn:
+                lines.append(f"| {key} | {f.format(c.precision)} | {f.format(c.recall)} | {f.format(c.f1)} | {c.support} |")
+            else:
+                lines.append(f"| {key} | - | - | - | 0 |")
+        m = self.micro
+        lines.append(f"| **micro** | {f.format(m.precision)} | {f.format(m.recall)} | **{f.format(m.f1)}** | {m.support} |")
+        lines.append(f"| macro | {f.format(self.macro_precision)} | {f.format(self.macro_recall)} | "
+                     f"{f.format(self.macro_f1)} | |")
+        return "\n".join(lines)
+
+    def weakest_keys(self, n: int = 3) -> list[tuple[str, float]]:
+        """The ``n`` scored keys with the lowest F1 (keys absent from gold and predictions are skipped)."""
+        scored = [(k, c.f1) for k, c in self.per_key.items() if c.tp or c.fp or c.fn]
+        return sorted(scored, key=lambda kv: kv[1])[:n]
+
     def rich_table(self, title: str | None = None):
         from rich.table import Table
 
@@ -162,7 +183,7 @@ def score(
     ``preds[i] is None`` marks an invalid output (see module docstring).
     """
     if len(golds) != len(preds):
-        raise ValueError(f"{len(golds)} gold records but {len(preds)} predictions")
+        raise InputError(f"{len(golds)} gold records but {len(preds)} predictions")
     per_key = {k: Counts() for k in task.key_names}
     errors: list[RecordError] = []
     n_invalid = 0

@@ -15,6 +15,8 @@ import json
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from finextract.errors import InputError
+
 if TYPE_CHECKING:
     import pandas as pd
     from pyspark.sql import DataFrame
@@ -75,9 +77,9 @@ def extract_column(
     from pyspark.sql.types import StringType, StructField, StructType
 
     if text_col not in df.columns:
-        raise ValueError(f"no column {text_col!r} in the DataFrame (columns: {df.columns})")
+        raise InputError(f"no column {text_col!r} in the DataFrame (columns: {df.columns})")
     if output_col in df.columns:
-        raise ValueError(f"column {output_col!r} already exists; pass another output_col")
+        raise InputError(f"column {output_col!r} already exists; pass another output_col")
     task = get_extractor(run_dir, checkpoint).task  # fail fast on the driver, and learn the schema
     schema = StructType(df.schema.fields + [StructField(_JSON_COL, StringType(), False)])
     out = df.mapInPandas(_make_mapper(str(run_dir), checkpoint, text_col, batch_size), schema=schema)

@@ -12,6 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.extractor import Extractor
 
 
@@ -26,7 +27,7 @@ def measure_throughput(
     """Return samples/s (median over ``repeats`` passes) and p50/p90/p99 single-text latency in ms."""
     texts = list(texts)
     if not texts:
-        raise ValueError("measure_throughput needs at least one text")
+        raise InputError("measure_throughput needs at least one text")
     for _ in range(warmup):
         extractor.predict(texts[:batch_size])
     rates = []

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from finextract.errors import DataError  # noqa: F401  (re-exported: loaders raise it)
+from finextract.records import BOM, loads_strict, unicode_problem
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -63,9 +65,6 @@ class CheckReport:
             f"{self.n_invalid_records} invalid" + (f" ({why})" if why else "")
             + f", {len(self.warnings)} warnings"
         )
-
-
-from finextract.errors import DataError  # noqa: E402,F401  (defined in errors.py; importable from here)
 
 
 def log_skipped(report: CheckReport) -> None:
@@ -143,15 +142,25 @@ def check_file(path: str | Path, task: Task) -> CheckReport:
         def add(sev: Severity, code: str, msg: str, _line: int = lineno) -> None:
             report.problems.append(Problem(str(path), _line, sev, code, msg))
 
+        if lineno == 1 and raw.startswith(BOM):
+            raw = raw[len(BOM):]  # a UTF-8 BOM is accepted by every reader
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError as exc:
             add("error", "not-utf8", f"bytes at {exc.start} are not UTF-8")
             continue
         try:
-            obj = json.loads(line)
+            obj = loads_strict(line)
         except json.JSONDecodeError as exc:
             add("error", "not-json", f"not JSON: {exc.msg} (column {exc.colno})")
+            continue
+        except ValueError as exc:  # duplicate key, NaN, a 5,000-digit number, nesting too deep
+            code = "duplicate-key" if str(exc).startswith("duplicate key") else "not-json"
+            add("error", code, f"not accepted JSON: {exc}")
+            continue
+        unicode = unicode_problem(obj)
+        if unicode:
+            add("error", "invalid-unicode", f"a string {unicode}")
             continue
         problems = check_object(obj, task)
         for sev, code, msg in problems:

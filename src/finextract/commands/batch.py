@@ -19,20 +19,26 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(64, help="texts per model call and per fsync'ed chunk"),
         text_column: str = typer.Option("text", help="column or JSON field holding the text"),
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
-        overwrite: bool = typer.Option(False, help="start over instead of resuming an existing output"),
+        overwrite: bool = typer.Option(False, help="start over instead of resuming an existing output "
+                                                   "(never the input; emptied only once the input checked out)"),
+        max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's "
+                                                        "max_text_chars); a longer one is an error naming its line"),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Extract every row of a file, in bounded memory.
 
         Rerunning the same command after an interruption resumes: rows already in the
         output are skipped, a partially written last line is discarded, nothing is lost
-        or duplicated. Each output row carries its input row index ("row").
+        or duplicated. Each output row carries its input row index ("row"). The whole input
+        is checked before the first prediction; a second batch on the same output is refused.
         """
-        from finextract.batch import run_batch
+        from finextract.batch import OUTPUT_SUFFIXES, run_batch
         from finextract.console import console
+        from finextract.records import check_output_path
         from finextract.runtime import load_with_runtime
 
+        check_output_path(output, OUTPUT_SUFFIXES)  # before the model is loaded
         extractor = load_with_runtime(run_dir, checkpoint, runtime)
         summary = run_batch(extractor, input, output, batch_size=batch_size, text_column=text_column,
-                            overwrite=overwrite)
+                            overwrite=overwrite, max_chars=max_chars)
         console.print_json(json.dumps(summary.to_dict()))

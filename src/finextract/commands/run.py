@@ -15,6 +15,19 @@ TRUST_HELP = ("let the model folder run its own Python (transformers trust_remot
 SET_HELP = "override a config field, e.g. --set train.learning_rate=1e-4 (repeatable; value parsed as YAML)"
 
 
+def _check_data_files(cfg) -> None:
+    """Validate every data file of a run config (the loaders' rules) before anything is written."""
+    from finextract.errors import DataError
+    from finextract.validate import check_file
+
+    task = cfg.load_task()
+    paths = [cfg.data.train, cfg.data.validation, cfg.data.test, *cfg.data.eval_sets.values()]
+    for path in dict.fromkeys(p for p in paths if p is not None):
+        report = check_file(path, task)
+        if report.errors and not (cfg.data.skip_invalid and report.valid_objects):
+            raise DataError(report)
+
+
 def _trust_remote_code(flag: bool) -> None:
     """The user's opt-in, passed to every backend's loader through the environment."""
     if flag:
@@ -41,6 +54,7 @@ def register(app: typer.Typer) -> None:
 
         overrides = list(set_) + ([f"output_dir={output_dir}"] if output_dir else [])
         cfg = load_run_config(config, overrides)
+        _check_data_files(cfg)  # bad data is refused before the run directory is created
         summary = get_backend(cfg.backend).train(cfg)
         console.print_json(json.dumps(summary, default=str))
 
@@ -52,21 +66,37 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", help="column or JSON field holding the text"),
         output: Path | None = typer.Option(None, "--output", "-o", help="write JSONL or CSV here (default: stdout JSONL)"),
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
+        max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's "
+                                                        "max_text_chars); a longer one is an error"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
-        """Extract structured fields from texts with a trained run."""
+        """Extract structured fields from texts with a trained run.
+
+        Every input is checked before the model runs (same rules as ``batch``); the output file
+        is written atomically (a temporary file renamed at the end).
+        """
         _trust_remote_code(trust_remote_code)
         from finextract.errors import UserError
-        from finextract.records import read_texts, write_predictions
+        from finextract.errors import InputError
+        from finextract.records import check_output_path, read_texts, unicode_problem, write_predictions
         from finextract.runtime import load_with_runtime
 
-        items = list(texts or [])
-        if input is not None:
-            items += read_texts(input, text_column)
-        if not items:
+        if output is not None:
+            check_output_path(output, (".jsonl", ".json", ".csv"))
+        if not texts and input is None:
             raise UserError("nothing to predict: give texts as arguments or --input FILE")
         extractor = load_with_runtime(run_dir, checkpoint, runtime)
+        limit = max_chars or extractor.task.max_text_chars
+        items = []
+        for i, text in enumerate(texts or []):
+            problem = ("is empty" if not text.strip() else unicode_problem(text)
+                       or (f"has {len(text)} characters, over the limit of {limit}" if len(text) > limit else None))
+            if problem:
+                raise InputError(f"text argument {i + 1} {problem}")
+            items.append(text)
+        if input is not None:
+            items += read_texts(input, text_column, max_chars=limit)
         preds = extractor.predict(items)
         if output:
             write_predictions(output, items, preds, extractor.task)
@@ -90,9 +120,12 @@ def register(app: typer.Typer) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
         _trust_remote_code(trust_remote_code)
         from finextract.console import console
-        from finextract.records import read_records, write_predictions
+        from finextract.records import check_output_path, read_records, write_predictions
         from finextract.runtime import load_with_runtime
 
+        for path in (out, predictions):
+            if path is not None:
+                check_output_path(path)
         extractor = load_with_runtime(run_dir, checkpoint, runtime)
         records = read_records(data, extractor.task, skip_invalid=skip_invalid)
         report, preds = extractor.evaluate(records, collect_errors=True)
@@ -100,5 +133,7 @@ def register(app: typer.Typer) -> None:
         if predictions:
             write_predictions(predictions, [r.text for r in records], preds, extractor.task)
         if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(report.to_dict(with_errors=True), indent=2, ensure_ascii=False), encoding="utf-8")
+            from finextract.records import atomic_writer
+
+            with atomic_writer(out) as fh:
+                fh.write(json.dumps(report.to_dict(with_errors=True), indent=2, ensure_ascii=False))

@@ -28,6 +28,10 @@ def register(app: typer.Typer) -> None:
         from finextract.scoring import score
         from finextract.tasks import load_task
 
+        from finextract.records import atomic_writer, check_output_path
+
+        if out is not None:
+            check_output_path(out)
         t = load_task(task)
         golds = read_records(gold, t, skip_invalid=skip_invalid)
         preds = read_predictions(pred, t)
@@ -44,6 +48,6 @@ def register(app: typer.Typer) -> None:
                 console.print(f"#{e.index + 1} {escape(e.key)}: gold={e.gold!r} pred={e.pred!r}  | {escape(e.text)}",
                               highlight=False)
         if out:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(report.to_dict(with_errors=True), indent=2, ensure_ascii=False), encoding="utf-8")
+            with atomic_writer(out) as fh:
+                fh.write(json.dumps(report.to_dict(with_errors=True), indent=2, ensure_ascii=False))
             console.print(f"report written to {out}")

@@ -6,17 +6,19 @@ from pathlib import Path
 
 import typer
 
+from finextract.errors import InputError
+
 
 def _parse_presence(items: list[str]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in items:
         key, sep, rate = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--presence {item!r}: expected KEY=RATE, e.g. PHONE=0.3")
+            raise InputError(f"--presence {item!r}: expected KEY=RATE, e.g. PHONE=0.3")
         try:
             out[key.strip().upper()] = float(rate)
         except ValueError:
-            raise ValueError(f"--presence {item!r}: rate {rate!r} is not a number") from None
+            raise InputError(f"--presence {item!r}: rate {rate!r} is not a number") from None
     return out
 
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.report.figures import FIGURES
 from finextract.report.rows import collect_rows, fmt, write_table
 from finextract.report.tiers import Recommendation, Tier, pareto_frontier, recommend
@@ -117,7 +118,7 @@ def build_report(runs_dir: Path, out_dir: Path, config: ReportConfig | None = No
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
     rows = collect_rows(runs_dir)
     if not rows:
-        raise ValueError(f"{runs_dir}: no run directories found (folders with a config.yaml)")
+        raise InputError(f"{runs_dir}: no run directories found (folders with a config.yaml)")
     mark_pareto(rows)
     # best first: the table reads as a ranking; unfinished runs last
     rows.sort(key=lambda r: (r["status"] != "ok", -(r.get("f1") or 0.0), r["name"]))

@@ -19,6 +19,9 @@ class ServeMetrics:
         r = self.registry
         self.requests = Counter("finextract_requests_total", "HTTP requests to /v1/extract by status code",
                                 ["status"], registry=r)
+        self.responses = Counter("finextract_http_responses_total",
+                                 "every HTTP response by route and status (401, 404, 499 = client gone, 5xx included)",
+                                 ["path", "status"], registry=r)
         self.latency = Histogram("finextract_request_latency_seconds", "end-to-end /v1/extract latency",
                                  buckets=LATENCY_BUCKETS, registry=r)
         self.texts = Counter("finextract_texts_total", "texts extracted", registry=r)

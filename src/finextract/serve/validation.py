@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.extractor import load_extractor
 from finextract.records import read_records
 from finextract.scoring import score
@@ -66,7 +67,7 @@ def validate_endpoint(
     if limit:
         records = records[:limit]
     if not records:
-        raise ValueError(f"{data}: no records to validate on")
+        raise InputError(f"{data}: no records to validate on")
     texts = [r.text for r in records]
     gold = [r.values for r in records]
     served = EndpointExtractor(url, kind=kind, task=task, batch_size=batch_size)  # type: ignore[arg-type]

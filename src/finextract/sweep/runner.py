@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.report.rows import collect_row, rich_table, write_table
 from finextract.sweep.config import SweepConfig
 from finextract.sweep.grid import RunSpec, build_models, expand
@@ -130,7 +131,7 @@ def run_sweep(sweep: SweepConfig, sweep_dir: Path | None = None, only: list[str]
     if only:
         specs = [s for s in specs if any(fnmatch.fnmatch(s.name, pat) for pat in only)]
         if not specs:
-            raise ValueError(f"--only {only}: no run of this sweep matches")
+            raise InputError(f"--only {only}: no run of this sweep matches")
     out = Path(sweep.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "sweep.resolved.json").write_text(sweep.model_dump_json(indent=2), encoding="utf-8")

@@ -14,6 +14,8 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
+
 
 def _set_threads(n: int | None) -> None:
     if n is None:
@@ -46,11 +48,11 @@ def _timing_texts(spec: dict[str, Any]) -> list[str]:
     else:
         val = spec["config"].get("data", {}).get("validation") or spec["config"].get("data", {}).get("train")
         if not val:
-            raise ValueError("no validation or train data to time the run on; set throughput.texts_file")
+            raise InputError("no validation or train data to time the run on; set throughput.texts_file")
         task = load_task(spec["config"]["task"])
         texts = [r.text for r in read_records(val, task, skip_invalid=True)]
     if not texts:
-        raise ValueError("no texts to time the run on")
+        raise InputError("no texts to time the run on")
     n = tp["texts"]
     return [texts[i % len(texts)] for i in range(n)]
 

@@ -17,6 +17,7 @@ import random
 import re
 from pathlib import Path
 
+from finextract.errors import InputError
 from finextract.records import Record, write_records
 from finextract.synth.formats import FAMILIES, OPTIONAL, RENDER, calibrate, draw_plan, make_ctx
 from finextract.synth.pieces import KEYS, Piece, labels, verify
@@ -35,16 +36,16 @@ def resolve_presence(presence: dict[str, float] | None) -> dict[str, float]:
     out = dict(DEFAULT_PRESENCE)
     for key, rate in (presence or {}).items():
         if key not in out:
-            raise ValueError(f"presence: unknown key {key!r}; keys are {list(KEYS)}")
+            raise InputError(f"presence: unknown key {key!r}; keys are {list(KEYS)}")
         try:
             rate = float(rate)
         except (TypeError, ValueError):
-            raise ValueError(f"presence: {key} rate {rate!r} is not a number") from None
+            raise InputError(f"presence: {key} rate {rate!r} is not a number") from None
         if not 0.0 <= rate <= 1.0:
-            raise ValueError(f"presence: {key} rate {rate} must be between 0 and 1")
+            raise InputError(f"presence: {key} rate {rate} must be between 0 and 1")
         out[key] = rate
     if out["MERCHANT_NAME"] != 1.0:
-        raise ValueError("presence: MERCHANT_NAME must be 1.0 (LABELING.md rule 3: every record names a merchant)")
+        raise InputError("presence: MERCHANT_NAME must be 1.0 (LABELING.md rule 3: every record names a merchant)")
     return out
 
 
@@ -85,7 +86,7 @@ def generate(n: int, seed: int = 0, presence: dict[str, float] | None = None) ->
     :data:`DEFAULT_PRESENCE` (fraction of records where the key is non-empty).
     """
     if n < 0:
-        raise ValueError(f"n must be >= 0, got {n}")
+        raise InputError(f"n must be >= 0, got {n}")
     scales = calibrate(resolve_presence(presence))
     rng = random.Random(seed)
     out: list[Record] = []
@@ -105,7 +106,7 @@ def generate(n: int, seed: int = 0, presence: dict[str, float] | None = None) ->
 
 def split_sizes(n: int, split: tuple[float, float, float]) -> tuple[int, int, int]:
     if len(split) != 3 or any(s < 0 for s in split) or sum(split) <= 0:
-        raise ValueError(f"split must be three non-negative fractions, got {split}")
+        raise InputError(f"split must be three non-negative fractions, got {split}")
     total = sum(split)
     n_train = round(n * split[0] / total)
     n_val = round(n * split[1] / total)

@@ -15,7 +15,98 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from finextract.errors import InputError
+
 _BUILTIN_DIR = Path(__file__).parent
+
+MAX_YAML_BYTES = 1 << 20  # a task or run config is a few kB; 1 MiB leaves room for long rules text
+MAX_YAML_ALIASES = 100  # anchors/aliases (``<<: *defaults``) are allowed, in small numbers
+MAX_YAML_NODES = 100_000  # nodes after expanding every alias
+
+
+class YamlLimitError(InputError):
+    """A YAML document over the size, alias or expansion limits (e.g. a "billion laughs" file)."""
+
+
+class _LimitedLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses alias bombs while *composing*, before anything is expanded.
+
+    PyYAML builds aliases as shared references, so a 362-byte file of nested aliases loads
+    instantly but is a graph of 10^9 nodes once anything walks it (pydantic, ``json.dumps``):
+    that is where 179 s and 5.5 GB went, in C code that does not see Ctrl-C. Counting aliases
+    and the expanded node count on the composed graph (memoised per node, so linear in the
+    file) refuses such a file in milliseconds.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._aliases = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise YamlLimitError(f"more than {MAX_YAML_ALIASES} aliases (*name); refusing a possible alias bomb")
+        return super().compose_node(parent, index)
+
+    def compose_document(self):  # type: ignore[no-untyped-def]
+        node = super().compose_document()
+        _expanded_size(node, {})
+        return node
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    key = id(node)
+    if key in memo:
+        if memo[key] < 0:
+            raise YamlLimitError("a recursive alias (a node that contains itself)")
+        return memo[key]
+    memo[key] = -1
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    if size > MAX_YAML_NODES:
+        raise YamlLimitError(f"expands to more than {MAX_YAML_NODES} nodes through aliases; refusing an alias bomb")
+    memo[key] = size
+    return size
+
+
+def safe_load_yaml(text: str, where: str = "YAML") -> Any:
+    """``yaml.safe_load`` with size, alias and expansion limits; every failure is an ``InputError``
+    naming ``where`` (a NUL byte or other unreadable character included)."""
+    if len(text) > MAX_YAML_BYTES:
+        raise YamlLimitError(f"{where}: {len(text)} characters, over the {MAX_YAML_BYTES}-character limit for YAML")
+    try:
+        loader = _LimitedLoader(text)  # the reader refuses NUL and other control characters here
+    except yaml.YAMLError as exc:
+        raise InputError(f"{where}: not valid YAML: {exc}") from None
+    try:
+        return loader.get_single_data()
+    except YamlLimitError as exc:
+        raise YamlLimitError(f"{where}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{where}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise YamlLimitError(f"{where}: nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml_file(path: str | Path) -> Any:
+    """Read and parse a YAML file with :func:`safe_load_yaml`; unreadable or non-UTF-8 files included."""
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_YAML_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    return safe_load_yaml(text, str(path))
 
 
 class KeySpec(BaseModel):
@@ -115,15 +206,15 @@ def builtin_task_names() -> list[str]:
 def task_from_yaml(path: str | Path) -> Task:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ValueError(f"{path}: cannot read task definition: {exc}") from exc
+        data = read_yaml_file(path)
+    except InputError as exc:
+        raise InputError(f"cannot read task definition: {exc}") from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a task file must be a YAML mapping")
+        raise InputError(f"{path}: a task file must be a YAML mapping")
     try:
         return Task.model_validate(data)
     except Exception as exc:  # pydantic.ValidationError
-        raise ValueError(f"{path}: invalid task definition:\n{exc}") from exc
+        raise InputError(f"{path}: invalid task definition:\n{exc}") from exc
 
 
 @lru_cache(maxsize=None)
@@ -141,9 +232,10 @@ def load_task(task: "str | Path | Task") -> Task:
     path = Path(name)
     if path.suffix in {".yaml", ".yml"} and path.exists():
         return task_from_yaml(path)
-    raise ValueError(
+    raise InputError(
         f"unknown task {name!r}: use one of {builtin_task_names()} or a path to a task YAML file"
     )
 
 
-__all__ = ["KeySpec", "Task", "load_task", "task_from_yaml", "builtin_task_names"]
+__all__ = ["KeySpec", "Task", "load_task", "task_from_yaml", "builtin_task_names", "read_yaml_file",
+           "safe_load_yaml", "YamlLimitError"]

@@ -15,10 +15,22 @@ from finextract.backends.causal_lm.config import CausalRunConfig
 from finextract.registry import Backend, register_backend
 
 
-def _train(cfg: CausalRunConfig) -> dict[str, Any]:
+def _train(cfg: CausalRunConfig, **kwargs: Any) -> dict[str, Any]:
     from finextract.backends.causal_lm.train import train
 
-    return train(cfg)
+    return train(cfg, **kwargs)
+
+
+def _tiny_config(workdir: Any) -> dict[str, Any]:
+    from pathlib import Path
+
+    from finextract.testing import build_tiny_causal_lm
+
+    model = build_tiny_causal_lm(Path(workdir) / "tiny-causal")
+    return {"model": {"name_or_path": str(model), "precision": "fp32"}, "prompt": {"style": "minimal"},
+            "train": {"max_steps": 2, "checkpoint_every": 1, "log_every": 1, "batch_size": 2,
+                      "gradient_accumulation": 1, "learning_rate": 3e-3, "warmup_ratio": 0.0},
+            "decoding": {"engine": "engine", "constrained": True, "max_new_tokens": 24, "batch_size": 8}}
 
 
 def load(source: str, checkpoint: str | None = None, **kwargs: Any):
@@ -30,9 +42,12 @@ def load(source: str, checkpoint: str | None = None, **kwargs: Any):
 
 def _commands(app: Any) -> None:
     from finextract.backends.causal_lm.export import register
+    from finextract.backends.causal_lm.grammar_export import register as register_grammar
 
     register(app)
+    register_grammar(app)
 
 
 register_backend(Backend(name="causal_lm", config_cls=CausalRunConfig, train=_train, load=load, commands=_commands,
+                         tiny_config=_tiny_config,
                          description="LoRA SFT of a Hugging Face causal LM (chat template, answer-only loss)"))

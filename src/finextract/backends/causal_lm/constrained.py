@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import weakref
+
+import numpy as np
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -384,9 +386,260 @@ class TextGrammar:
         return drop, tail + b"}"
 
 
+# --------------------------------------------------------- position automaton (device path)
+class SkeletonTables:
+    """Text-independent half of the position automaton for single-valued shapes.
+
+    Why a second formulation of the same language: :class:`TextGrammar` answers "which
+    tokens may follow *this* state" in Python, once per state, which costs tens of
+    microseconds per sequence per step. For the batched engine we instead enumerate, once
+    per text, every *transition* ``(token, from-position, to-position)`` of a small
+    position automaton, so that each decode step is a few gathers on the device for the
+    whole batch (see :class:`TextTransitions`). The accepted language is identical
+    (tested against :class:`TextGrammar`).
+
+    Positions: literal positions ``(i, j)`` ("the next byte is ``L_i[j]``", with
+    ``L_0 = {"K0":"``, ``L_i = ","Ki":"`` and ``L_K = "}``: the quote that closes value
+    ``i-1`` is the first byte of ``L_i``), ``VS`` (start of a value: any escape-unit
+    boundary of ``E``), ``DONE``, and content positions ``p`` in ``0..len(E)`` (the value so
+    far ends at ``E[p]``). Content positions are shared by all keys; the key a row is in is
+    a separate per-row number, so transitions that depend on it carry a ``tag`` (the key
+    they need) and ``nk`` (the key after them).
+
+    Everything here depends only on the shape and the vocabulary and is built once.
+    """
+
+    _cache: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+
+    def __init__(self, shape: JsonShape, vocab: TokenVocab) -> None:
+        if shape.multi:
+            raise ValueError("the position automaton covers single-valued shapes only")
+        self.shape, self.vocab = shape, vocab
+        K = self.K = len(shape.keys)
+        self.lits = [shape.key_literal(0)] + [b'"' + shape.key_literal(i) for i in range(1, K)] + [b'"}']
+        self.lit_base: list[int] = []
+        n = 0
+        for lit in self.lits:
+            self.lit_base.append(n)
+            n += len(lit)
+        self.n_lit = n
+        self.VS, self.DONE, self.C0 = n, n + 1, n + 2  # content position p is C0 + p
+        self.initial = 0
+        # transitions out of literal positions: (tid, from, to, nk); spills into a value's content
+        lit_t: list[tuple[int, int, int, int]] = []
+        self.spills: list[tuple[int, int, int, bytes]] = []  # (tid, from, key, content bytes)
+        for i, lit in enumerate(self.lits):
+            for j in range(0 if i == 0 else 1, len(lit)):  # (i>=1, 0) is entered only through a value
+                frm = self.lit_base[i] + j
+                for tid in vocab.by_first.get(lit[j], ()):
+                    out = self.run(("lit", i, j), vocab.token_bytes[tid])  # type: ignore[arg-type]
+                    if out is None:
+                        continue
+                    if out[0] == "spill":
+                        self.spills.append((tid, frm, out[1], out[2]))
+                    else:
+                        lit_t.append((tid, frm, out[1], out[2]))
+        self.lit_transitions = lit_t
+        # closing tokens: content part u, then '"' at a unit boundary, then skeleton bytes
+        self.close_index: dict[bytes, list[tuple[int, list[tuple[int, tuple]]]]] = {}
+        self.max_close_prefix = 0
+        for tid, b in enumerate(vocab.token_bytes):
+            if b is None or QUOTE not in b:
+                continue
+            for q in (k for k, c in enumerate(b) if c == QUOTE):
+                outs = []
+                for key in range(K):
+                    out = self.run(("lit", key + 1, 0), b[q:])
+                    if out is not None:
+                        outs.append((key, out))
+                if outs:
+                    self.close_index.setdefault(b[:q], []).append((tid, outs))
+                    self.max_close_prefix = max(self.max_close_prefix, q)
+        self.close_prefixes = {u[:k] for u in self.close_index for k in range(len(u) + 1)}
+        # text-independent outcomes as arrays (tid, to, tag, nk); spills stay per text
+        self.close_pos: dict[bytes, np.ndarray] = {}
+        self.close_spill: dict[bytes, list[tuple[int, int, tuple]]] = {}
+        for u, entries in self.close_index.items():
+            pos = [(tid, out[1], key, out[2]) for tid, outs in entries for key, out in outs if out[0] == "pos"]
+            self.close_pos[u] = np.array(pos, dtype=np.int64).reshape(-1, 4)
+            self.close_spill[u] = [(tid, key, out) for tid, outs in entries for key, out in outs if out[0] != "pos"]
+        lt = np.array(self.lit_transitions, dtype=np.int64).reshape(-1, 4)
+        self.lit_rows = np.stack([lt[:, 0], lt[:, 1], lt[:, 2], np.full(len(lt), -1), lt[:, 3]], 1)
+        self.content_prefixes = {b[:k] for b in vocab.by_bytes for k in range(1, len(b) + 1)}
+
+    @classmethod
+    def get(cls, shape: JsonShape, vocab: TokenVocab) -> "SkeletonTables":
+        per_vocab = cls._cache.setdefault(vocab, {})
+        hit = per_vocab.get(shape)
+        if hit is None:
+            hit = per_vocab[shape] = cls(shape, vocab)
+        return hit
+
+    def _after_lit(self, i: int, j: int) -> tuple:
+        if j < len(self.lits[i]):
+            return ("lit", i, j)
+        return ("vs", i) if i < self.K else ("done",)
+
+    def position(self, state: tuple) -> tuple[int, int]:
+        """(global position, key) of a symbolic skeleton state."""
+        if state[0] == "lit":
+            return self.lit_base[state[1]] + state[2], state[1]
+        if state[0] == "vs":
+            return self.VS, state[1]
+        return self.DONE, self.K
+
+    def run(self, state: tuple, b: bytes) -> tuple | None:
+        """Feed ``b`` from a skeleton state without knowing the text.
+
+        Returns ``("pos", position, key)``, ``("spill", key, rest)`` when the bytes go on
+        into a value's content (the text decides), or ``None`` when they break the skeleton.
+        A quote at a value's start always closes it: in ``E`` a quote is escaped (``\\"``), so
+        no unit starts with one.
+        """
+        for idx, c in enumerate(b):
+            kind = state[0]
+            if kind == "lit":
+                _, i, j = state
+                if self.lits[i][j] != c:
+                    return None
+                state = self._after_lit(i, j + 1)
+            elif kind == "vs":
+                if c != QUOTE:
+                    return ("spill", state[1], b[idx:])
+                state = self._after_lit(state[1] + 1, 1)
+            else:
+                return None
+        return ("pos", *self.position(state))
+
+
+class TextTransitions:
+    """Every transition of the position automaton for one text, as flat int arrays.
+
+    Row ``r`` means: from position ``frm[r]`` (and, when ``tag[r] >= 0``, only while the row
+    is in key ``tag[r]``) token ``tok[r]`` leads to position ``to[r]`` and key ``nk[r]``
+    (``-1``: unchanged). A state is a set of positions; a token is allowed iff one of its
+    rows starts in the set. Built once per text in ``O(len(E) * depth)`` dict lookups; the
+    engine then masks and steps a whole batch with a handful of tensor ops per step.
+    """
+
+    def __init__(self, text: str, tables: SkeletonTables) -> None:
+        self.tables = tables
+        g = TextGrammar(text, tables.shape, tables.vocab)
+        E, bnd = g.E, g.boundary
+        n = len(E)
+        self.n_positions = tables.C0 + n + 1
+        C0, VS = tables.C0, tables.VS
+        by_bytes = tables.vocab.by_bytes
+        cpre, clpre, cpos = tables.content_prefixes, tables.close_prefixes, tables.close_pos
+        c_tid: list[int] = []
+        c_p: list[int] = []
+        c_len: list[int] = []
+        close_at: dict[bytes, list[int]] = {}  # content part u -> start positions where u closes
+        for p in range(n + 1):
+            for ln in range(1, n - p + 1):  # pure content: token bytes == E[p:p+l]
+                piece = E[p:p + ln]
+                if piece not in cpre:
+                    break
+                ids = by_bytes.get(piece)
+                if ids:
+                    for tid in ids:
+                        c_tid.append(tid)
+                        c_p.append(p)
+                        c_len.append(ln)
+            for ln in range(0, n - p + 1):  # closing: E[p:p+l] + '"' + skeleton, p+l a unit boundary
+                u = E[p:p + ln]
+                if u not in clpre:
+                    break
+                if bnd[p + ln] and u in cpos:
+                    close_at.setdefault(u, []).append(p)
+        bmask = np.frombuffer(bytes(bnd), dtype=np.uint8).astype(bool)
+        ct, cp, cl = (np.array(x, dtype=np.int64) for x in (c_tid, c_p, c_len))
+        at_b = bmask[cp] if len(cp) else np.zeros(0, dtype=bool)
+        blocks = [np.stack([ct, C0 + cp, C0 + cp + cl, np.full(len(ct), -1), np.full(len(ct), -1)], 1),
+                  np.stack([ct[at_b], np.full(int(at_b.sum()), VS), C0 + (cp + cl)[at_b],
+                            np.full(int(at_b.sum()), -1), np.full(int(at_b.sum()), -1)], 1),
+                  tables.lit_rows]
+        for u, starts in close_at.items():
+            arr = cpos[u]  # (tid, to, tag, nk)
+            if len(arr):
+                st = np.array(starts, dtype=np.int64)
+                k = len(arr)
+                rep = np.tile(arr, (len(st), 1))
+                blocks.append(np.stack([rep[:, 0], np.repeat(C0 + st, k), rep[:, 1], rep[:, 2], rep[:, 3]], 1))
+                if bmask[st].any():  # the same closings from a value's start (deduplicated: u fixes them)
+                    blocks.append(np.stack([arr[:, 0], np.full(k, VS), arr[:, 1], arr[:, 2], arr[:, 3]], 1))
+            for tid, key, out in tables.close_spill.get(u, ()):
+                for to, nk in self._resolve(out, g):
+                    for p in starts:
+                        blocks.append(np.array([[tid, C0 + p, to, key, nk]], dtype=np.int64))
+                    if any(bnd[p] for p in starts):
+                        blocks.append(np.array([[tid, VS, to, key, nk]], dtype=np.int64))
+        memo: dict[tuple[int, bytes], list[tuple[int, int]]] = {}
+        for tid, frm, key, rest in tables.spills:  # literal, then value content: the text decides
+            hit = memo.get((key, rest))
+            if hit is None:
+                hit = memo[(key, rest)] = self._resolve(("spill", key, rest), g)
+            for to, nk in hit:
+                blocks.append(np.array([[tid, frm, to, -1, nk]], dtype=np.int64))
+        self._set(np.concatenate(blocks, 0).astype(np.int32))
+
+    def _set(self, arr: np.ndarray) -> None:
+        self.tok, self.frm, self.to, self.tag, self.nk = (np.ascontiguousarray(arr[:, k]) for k in range(5))
+
+    def arrays(self) -> np.ndarray:
+        """The transitions as one ``[R, 5]`` int32 array (tok, frm, to, tag, nk)."""
+        return np.stack([self.tok, self.frm, self.to, self.tag, self.nk], 1)
+
+    @classmethod
+    def from_arrays(cls, tables: SkeletonTables, n_positions: int, arr: np.ndarray) -> "TextTransitions":
+        self = cls.__new__(cls)
+        self.tables, self.n_positions = tables, n_positions
+        self._set(arr)
+        return self
+
+    def _resolve(self, out: tuple, g: TextGrammar) -> list[tuple[int, int]]:
+        """(to, nk) pairs of a skeleton outcome; spills are walked through this text's grammar."""
+        if out[0] == "pos":
+            return [(out[1], out[2])]
+        _, key, rest = out
+        t = self.tables
+        if QUOTE not in rest:  # content only: every occurrence that starts on a unit boundary
+            hits, i = [], g.E.find(rest)
+            while i >= 0:
+                if g.boundary[i]:
+                    hits.append((t.C0 + i + len(rest), key))
+                i = g.E.find(rest, i + 1)
+            return hits
+        state = g._enter("str", key)
+        for idx, c in enumerate(rest):
+            nxt = g.step(state, c)
+            if nxt is None:
+                return []
+            if nxt.mode != "str":  # closed: the rest is skeleton again
+                sym = ("lit", key + 1, 1) if key + 1 < t.K else ("lit", t.K, 1)
+                res = t.run(sym, rest[idx + 1:])
+                return self._resolve(res, g) if res is not None else []
+            state = nxt
+        return [(t.C0 + p, key) for p in state.P]
+
+    # ------------------------------------------------ reference walk (tests, host completion)
+    def allowed(self, S: set[int], key: int) -> list[int]:
+        """Token ids allowed from positions ``S`` in key ``key`` (what the device step computes)."""
+        on = np.isin(self.frm, list(S)) & ((self.tag < 0) | (self.tag == key))
+        return sorted(set(self.tok[on].tolist()))
+
+    def step(self, S: set[int], key: int, tid: int) -> tuple[set[int], int] | None:
+        """Positions and key after token ``tid``; ``None`` if it is not allowed."""
+        on = np.isin(self.frm, list(S)) & ((self.tag < 0) | (self.tag == key)) & (self.tok == tid)
+        if not on.any():
+            return None
+        nk = int(self.nk[on][0])
+        return set(self.to[on].tolist()), (nk if nk >= 0 else key)
+
+
 def build_output(raw: bytes) -> dict[str, Any]:
     """Parse bytes the grammar produced (always valid JSON by construction)."""
     return json.loads(raw.decode("utf-8", "surrogatepass"))
 
 
-__all__ = ["TokenVocab", "JsonShape", "State", "TextGrammar", "build_output"]
+__all__ = ["TokenVocab", "JsonShape", "State", "TextGrammar", "SkeletonTables", "TextTransitions", "build_output"]

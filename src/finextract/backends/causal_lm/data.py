@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from finextract.errors import InputError
+
 if TYPE_CHECKING:  # kept import-light: the GPU benchmark loads this file with torch alone
     from finextract.records import Record
     from finextract.tasks import Task
@@ -51,7 +53,7 @@ def encode_records(tokenizer: Any, task: "Task", records: Sequence["Record"], st
     too_long = [i for i, ex in enumerate(examples) if len(ex) > max_length]
     if too_long:
         longest = max(len(examples[i]) for i in too_long)
-        raise ValueError(
+        raise InputError(
             f"{len(too_long)} training record(s) are longer than train.max_length={max_length} tokens "
             f"(longest {longest}; first record indexes {too_long[:5]}); truncating them would cut the answer "
             f"and its end-of-turn token. Raise train.max_length or shorten the texts.")

@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from finextract.errors import InputError
+
 
 def export_merged(run_dir: str | Path, checkpoint: str | None = None, output: str | Path | None = None,
                   rescore: bool = True, allow_template_mismatch: bool = False) -> dict[str, Any]:
@@ -26,7 +28,7 @@ def export_merged(run_dir: str | Path, checkpoint: str | None = None, output: st
     run = RunDir(Path(run_dir))
     cfg_data = run.read_config()
     if cfg_data.get("backend") != "causal_lm":
-        raise ValueError(f"{run_dir}: export --merged applies to causal_lm runs (this is {cfg_data.get('backend')!r})")
+        raise InputError(f"{run_dir}: export --merged applies to causal_lm runs (this is {cfg_data.get('backend')!r})")
     cfg = CausalRunConfig.model_validate(cfg_data)
     ckpt = run.resolve_checkpoint(checkpoint)
     out = Path(output) if output else run.root / "merged"

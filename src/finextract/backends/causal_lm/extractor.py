@@ -9,7 +9,10 @@ Two decoding paths behind one interface:
 
 The same object scores checkpoints during training (wrapping the live peft model) and
 serves predictions after loading a run directory, so validation F1 and served outputs come
-from one code path.
+from one code path. The engine is built once per extractor (lazily, on the first
+``predict``) and reused, so its shared-prefix K/V survives across calls and serving
+micro-batches; it never modifies the model (it runs a parameter-sharing view), so
+scoring a live training model cannot change the training run.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import Any
 
 import torch
 
+from finextract.errors import NotFoundError
 from finextract.extractor import Extractor, Prediction
 from finextract.prompts import get_style, parse_output, render_prompt
 from finextract.tasks import Task
@@ -40,6 +44,7 @@ class CausalLMExtractor(Extractor):
         self.max_new_tokens, self.batch_size = max_new_tokens, batch_size
         self.show_progress = show_progress
         self.last_raw: list[str] = []
+        self._engine: Any = None
         tokenizer.padding_side = "left"
 
     def render(self, text: str) -> str:
@@ -55,28 +60,34 @@ class CausalLMExtractor(Extractor):
         texts = list(texts)
         if not texts:
             return []
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            if self.engine_name == "engine":
-                raws, parsed = self._engine_predict(texts)
-            else:
+        if self.engine_name == "engine":  # the engine runs its own eval-mode view of the model
+            raws, parsed = self._engine_predict(texts)
+        else:
+            modes = [(m, m.training) for m in self.model.modules()]
+            self.model.eval()
+            try:
                 raws = self.generate_raw(texts)
                 parsed = [parse_output(self.task, r) for r in raws]
-        finally:
-            if was_training:
-                self.model.train()
+            finally:  # restore every module's own mode, not just the top-level flag
+                for m, training in modes:
+                    m.training = training
         self.last_raw = raws
         return parsed
 
-    def _engine_predict(self, texts: list[str]) -> tuple[list[str], list[Prediction]]:
-        from finextract.backends.causal_lm.engine import ExtractionEngine
+    @property
+    def engine(self) -> Any:
+        """The extraction engine of this extractor (built on first use, then kept)."""
+        if self._engine is None:
+            from finextract.backends.causal_lm.engine import ExtractionEngine
 
-        eng = ExtractionEngine(self.model, self.tokenizer, self.task, render=self.render,
-                               constrained=self.constrained, max_new_tokens=self.max_new_tokens,
-                               batch_size=self.batch_size,
-                               answer_marker=get_style(self.style).answer_marker)
-        results = eng.extract(texts)
+            self._engine = ExtractionEngine(self.model, self.tokenizer, self.task, render=self.render,
+                                            constrained=self.constrained, max_new_tokens=self.max_new_tokens,
+                                            batch_size=self.batch_size,
+                                            answer_marker=get_style(self.style).answer_marker)
+        return self._engine
+
+    def _engine_predict(self, texts: list[str]) -> tuple[list[str], list[Prediction]]:
+        results = self.engine.extract(texts)
         return [r.raw for r in results], [r.parsed for r in results]
 
     @torch.no_grad()
@@ -158,7 +169,7 @@ def load(source: str, checkpoint: str | None = None, allow_template_mismatch: bo
     merged = checkpoint == "merged" or (checkpoint and (Path(checkpoint) / "config.json").exists())
     ckpt = (run.root / "merged") if checkpoint == "merged" else run.resolve_checkpoint(checkpoint)
     if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+        raise NotFoundError(f"{ckpt}: no such checkpoint")
     tok_dir = tokenizer_path or (run.root / "tokenizer" if (run.root / "tokenizer").exists() else cfg.model.name_or_path)
     tok = load_tokenizer(tok_dir, remote_code)
     info = template_info(tok, task, cfg.prompt.style, cfg.prompt.enable_thinking)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError
 from finextract.prompts import render_prompt
 from finextract.tasks import Task
 
@@ -25,7 +26,7 @@ _PROBE_ANSWER = "PROBE_ANSWER_{}"
 TEMPLATE_FILE = "template.json"
 
 
-class TemplateError(ValueError):
+class TemplateError(InputError):
     """The tokenizer's chat template cannot be trained on safely."""
 
 

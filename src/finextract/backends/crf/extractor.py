@@ -16,6 +16,7 @@ from typing import Any
 
 import pycrfsuite
 
+from finextract.errors import NotFoundError
 from finextract.backends.crf.config import CrfRunConfig
 from finextract.backends.crf.tagging import spans_from_tags, spans_to_output
 from finextract.backends.crf.tokens import sentence_features, tokenize
@@ -67,5 +68,5 @@ def load(source: str, checkpoint: str | None = None, **kwargs: Any) -> CrfExtrac
     path = run.resolve_checkpoint(checkpoint)
     model = path / MODEL_FILE
     if not model.exists():
-        raise FileNotFoundError(f"{path}: no {MODEL_FILE} (incomplete or not a CRF checkpoint)")
+        raise NotFoundError(f"{path}: no {MODEL_FILE} (incomplete or not a CRF checkpoint)")
     return CrfExtractor(load_task(cfg.task), model, cfg.model.window, kwargs.get("single_value", cfg.model.single_value))

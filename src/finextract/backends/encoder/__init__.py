@@ -21,12 +21,24 @@ def _commands(app: Any) -> None:
     quickstart.register(app)
 
 
+def _tiny_config(workdir: Any) -> dict[str, Any]:
+    from pathlib import Path
+
+    from finextract.backends.encoder.testing import build_tiny_encoder
+
+    model = build_tiny_encoder(Path(workdir) / "tiny-encoder", layers=2, pretrained=False, hidden=64)
+    return {"model": {"name_or_path": str(model), "max_length": 32},
+            "train": {"max_steps": 2, "checkpoint_every": 1, "log_every": 1, "batch_size": 2, "keep_last": 2,
+                      "learning_rate": 3e-3, "warmup_ratio": 0.0, "num_threads": 1}}
+
+
 register_backend(Backend(
     name="encoder",
     config_cls=EncoderRunConfig,
     train=train,
     load=load,
     commands=_commands,
+    tiny_config=_tiny_config,
     description="small bidirectional encoder tagging BIO spans (default: bundled MiniLM-L6)",
 ))
 

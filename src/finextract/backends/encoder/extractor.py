@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import (EncoderExtractor, count_parameters, load_model_from_checkpoint,
                                                torch_forward)
@@ -34,7 +35,7 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
     task = cfg.load_task()
     ckpt = run.resolve_checkpoint(checkpoint)
     if not ckpt.exists():
-        raise FileNotFoundError(f"{ckpt}: no such checkpoint")
+        raise NotFoundError(f"{ckpt}: no such checkpoint")
     bs = batch_size or cfg.train.eval_batch_size
     if runtime == "onnx":
         from finextract.backends.encoder.onnx import onnx_extractor
@@ -44,7 +45,7 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
         return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, variant=variant,
                               allow_unvalidated=allow_unvalidated, bucket=bucket)
     if runtime != "torch":
-        raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
+        raise InputError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     import torch
 
     if num_threads:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.tagging import N_CASE_IDS, case_ids, decode, label_names, softmax
 from finextract.extractor import Extractor, Prediction
@@ -56,7 +57,7 @@ def _from_pretrained(cls: Any, name_or_path: str, **kw: Any) -> Any:
         try:
             return cls.from_pretrained(name_or_path, **kw)
         except OSError as exc:
-            raise ValueError(f"model.name_or_path: cannot load {name_or_path!r}: not a local folder and "
+            raise InputError(f"model.name_or_path: cannot load {name_or_path!r}: not a local folder and "
                              f"not reachable on the hub ({exc})") from exc
 
 
@@ -65,7 +66,7 @@ def load_tokenizer(name_or_path: str):
 
     tok = _from_pretrained(AutoTokenizer, name_or_path)
     if not getattr(tok, "is_fast", False):
-        raise ValueError(f"model.name_or_path: {name_or_path!r} has no fast tokenizer; "
+        raise InputError(f"model.name_or_path: {name_or_path!r} has no fast tokenizer; "
                          "span decoding needs offset mappings")
     return tok
 
@@ -94,7 +95,7 @@ def wrap_lora(model: Any, cfg: EncoderRunConfig):
     present = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     missing = [m for m in cfg.lora.target_modules if m not in present]
     if missing:
-        raise ValueError(f"lora.target_modules: {missing} not found in {cfg.model.name_or_path}")
+        raise InputError(f"lora.target_modules: {missing} not found in {cfg.model.name_or_path}")
     lcfg = LoraConfig(task_type=TaskType.TOKEN_CLS, r=cfg.lora.rank, lora_alpha=cfg.lora.alpha,
                       lora_dropout=cfg.lora.dropout, target_modules=list(cfg.lora.target_modules))
     return get_peft_model(model, lcfg)
@@ -148,9 +149,9 @@ def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, tr
     """The tagger saved in ``ckpt`` and its tokenizer; LoRA adapters are merged unless ``trainable``."""
     labels_file = ckpt / "labels.json"
     if not labels_file.exists():
-        raise FileNotFoundError(f"{ckpt}: not an encoder checkpoint (no labels.json)")
+        raise NotFoundError(f"{ckpt}: not an encoder checkpoint (no labels.json)")
     if json.loads(labels_file.read_text(encoding="utf-8")) != label_names(task):
-        raise ValueError(f"{ckpt}: labels do not match task {task.name!r}")
+        raise InputError(f"{ckpt}: labels do not match task {task.name!r}")
     from transformers import AutoModelForTokenClassification
 
     quiet_transformers()

@@ -33,6 +33,7 @@ import numpy as np
 
 from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import EncoderExtractor, load_model_from_checkpoint, load_tokenizer
+from finextract.errors import InputError, NotFoundError
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -51,7 +52,7 @@ def require_onnx() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError as exc:
-        raise ValueError("the ONNX path needs the optional extra: pip install 'finextract[onnx]'") from exc
+        raise InputError("the ONNX path needs the optional extra: pip install 'finextract[onnx]'") from exc
 
 
 def onnx_dir(ckpt: Path) -> Path:
@@ -65,7 +66,7 @@ def read_meta(ckpt: Path) -> dict[str, Any] | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc}); re-run `finextract export-onnx`") from exc
+        raise InputError(f"{path}: not valid JSON ({exc}); re-run `finextract export-onnx`") from exc
 
 
 def write_meta(ckpt: Path, meta: dict[str, Any]) -> Path:
@@ -197,13 +198,13 @@ def resolve_variant(meta: dict[str, Any] | None, variant: str | None, ckpt: Path
     folder = onnx_dir(ckpt)
     if meta is None:
         if (Path(ckpt) / "model.int8.onnx").exists() or (Path(ckpt) / "model.onnx").exists():
-            raise FileNotFoundError(f"{ckpt}: ONNX files from an older export (no {ONNX_DIR}/{META_NAME}); "
+            raise NotFoundError(f"{ckpt}: ONNX files from an older export (no {ONNX_DIR}/{META_NAME}); "
                                     f"re-run `finextract export-onnx {Path(ckpt).parent.parent}`")
-        raise FileNotFoundError(f"{folder / META_NAME}: not exported yet; run "
+        raise NotFoundError(f"{folder / META_NAME}: not exported yet; run "
                                 f"`finextract export-onnx {Path(ckpt).parent.parent}`")
     name = variant or meta.get("chosen")
     if name not in meta.get("variants", {}):
-        raise ValueError(f"{folder / META_NAME}: no ONNX variant {name!r} (have {sorted(meta.get('variants', {}))})")
+        raise InputError(f"{folder / META_NAME}: no ONNX variant {name!r} (have {sorted(meta.get('variants', {}))})")
     return name
 
 
@@ -218,7 +219,7 @@ def check_validated(meta: dict[str, Any], name: str, ckpt: Path) -> None:
         return
     deltas = [s.get("delta_points") for s in (v.get("f1") or {}).values()]
     if not deltas or any(d is None for d in deltas):
-        raise ValueError(f"{onnx_dir(ckpt) / META_NAME}: variant {name!r} ({v.get('precision')}) has no recorded "
+        raise InputError(f"{onnx_dir(ckpt) / META_NAME}: variant {name!r} ({v.get('precision')}) has no recorded "
                          f"F1 delta against the fp32 model; re-run `finextract export-onnx "
                          f"{Path(ckpt).parent.parent}` (it measures it) or use --runtime torch")
 
@@ -291,7 +292,7 @@ def onnx_extractor(ckpt: Path, cfg: EncoderRunConfig, task: Task, batch_size: in
         check_validated(meta, name, ckpt)
     path = onnx_dir(ckpt) / meta["variants"][name]["file"]
     if not path.exists():
-        raise FileNotFoundError(f"{path}: listed in {onnx_dir(ckpt) / META_NAME} but missing; re-run export-onnx")
+        raise NotFoundError(f"{path}: listed in {onnx_dir(ckpt) / META_NAME} but missing; re-run export-onnx")
     sess = make_session(path, num_threads)
     input_names = [i.name for i in sess.get_inputs()]
     output_names = [o.name for o in sess.get_outputs()]

@@ -19,6 +19,7 @@ from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.onnx import (EXPORT_NAME, META_FORMAT, OPTIMIZED_NAME, cpu_flags, export_fp32,
                                               featurizer, onnx_dir, onnx_extractor, read_meta, save_optimized,
                                               write_meta)
+from finextract.errors import InputError
 from finextract.tasks import Task
 
 DEFAULT_TOLERANCE_POINTS = 0.5
@@ -51,7 +52,7 @@ class Int8Spec:
         """``METHOD[:PART,PART...]``, e.g. ``dynamic`` or ``static:embeddings,head,first,last``."""
         method, _, parts = text.partition(":")
         if method not in ("static", "dynamic"):
-            raise ValueError(f"--int8 {text!r}: method must be static or dynamic")
+            raise InputError(f"--int8 {text!r}: method must be static or dynamic")
         keep = tuple(p.strip() for p in parts.split(",") if p.strip()) if parts else BASE_KEEP
         return cls(method=method, keep_fp32=keep)
 
@@ -105,7 +106,7 @@ def calibration_texts(cfg: EncoderRunConfig, n: int, exclude: set[str]) -> list[
     from finextract.records import read_records
 
     if not cfg.data.train:
-        raise ValueError("int8 calibration needs generated texts: the run has no data.train "
+        raise InputError("int8 calibration needs generated texts: the run has no data.train "
                          "(pass --calib FILE)")
     records = read_records(cfg.data.train, cfg.load_task(), skip_invalid=True)
     texts = [r.text for r in records if r.text not in exclude]
@@ -145,7 +146,7 @@ def export_fast_path(run_dir: Path, checkpoint: str, cfg: EncoderRunConfig, eval
     for spec in int8_specs:
         t1 = time.time()
         if spec.method == "static" and not calib:
-            raise ValueError("static int8 needs calibration texts")
+            raise InputError("static int8 needs calibration texts")
         reader = TextCalibrationReader(feats._encode, calib or [], exported["inputs"]) if calib else None
         file = f"model.{spec.name}.onnx"
         settings = quantize_int8(folder / EXPORT_NAME, folder / file, method=spec.method, calib=reader,

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from finextract.errors import InputError
+
 log = logging.getLogger("finextract")
 
 LAYER_RE = re.compile(r"/layer\.(\d+)/")
@@ -61,7 +63,7 @@ def nodes_to_keep_fp32(model_path: Path, keep: Iterable[str] = DEFAULT_KEEP) -> 
     keep = set(keep)
     unknown = keep - set(KEEP_CHOICES)
     if unknown:
-        raise ValueError(f"keep_fp32: unknown part(s) {sorted(unknown)}; choose from {KEEP_CHOICES}")
+        raise InputError(f"keep_fp32: unknown part(s) {sorted(unknown)}; choose from {KEEP_CHOICES}")
     model = _load(model_path)
     parts = node_parts(model)
     layers = sorted({int(p.split(":")[1]) for ps in parts.values() for p in ps if p.startswith("layer:")})
@@ -132,7 +134,7 @@ def quantize_int8(src: Path, dst: Path, method: str = "static", calib: TextCalib
     with _quiet_root_logger():
         if method == "static":
             if calib is None:
-                raise ValueError("static int8 needs calibration texts")
+                raise InputError("static int8 needs calibration texts")
             cm = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                   "percentile": CalibrationMethod.Percentile}[calibrate_method]
             quantize_static(str(src), str(dst), calib, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
@@ -146,5 +148,5 @@ def quantize_int8(src: Path, dst: Path, method: str = "static", calib: TextCalib
                              weight_type=QuantType.QInt8, nodes_to_exclude=excluded)
             settings.update({"activations": "uint8 (dynamic, per batch)", "format": "QOperator"})
         else:
-            raise ValueError(f"quantization method must be 'static' or 'dynamic', got {method!r}")
+            raise InputError(f"quantization method must be 'static' or 'dynamic', got {method!r}")
     return settings

@@ -27,25 +27,6 @@ def default_pilot_path() -> Path:
     return shared / "data" / "merchant" / "pilot_memos.jsonl"
 
 
-def markdown_table(report: Any) -> str:
-    """Per-key P/R/F1 as a Markdown table (the run report's twin of ``ScoreReport.rich_table``)."""
-    lines = ["| key | P | R | F1 | support |", "|---|---:|---:|---:|---:|"]
-    for key, c in report.per_key.items():
-        if c.tp or c.fp or c.fn:
-            lines.append(f"| {key} | {c.precision:.3f} | {c.recall:.3f} | {c.f1:.3f} | {c.support} |")
-        else:
-            lines.append(f"| {key} | - | - | - | 0 |")
-    m = report.micro
-    lines.append(f"| **micro** | {m.precision:.3f} | {m.recall:.3f} | **{m.f1:.3f}** | {m.support} |")
-    lines.append(f"| macro | {report.macro_precision:.3f} | {report.macro_recall:.3f} | {report.macro_f1:.3f} | |")
-    return "\n".join(lines)
-
-
-def weakest_keys(report: Any, n: int = 3) -> list[tuple[str, float]]:
-    scored = [(k, c.f1) for k, c in report.per_key.items() if c.tp or c.fp or c.fn]
-    return sorted(scored, key=lambda kv: kv[1])[:n]
-
-
 def write_report(path: Path, cfg: Any, reports: dict[str, Any], timings: dict[str, float], extractor: Any) -> None:
     parts = [
         "# finextract quickstart",
@@ -60,8 +41,8 @@ def write_report(path: Path, cfg: Any, reports: dict[str, Any], timings: dict[st
         "",
     ]
     for name, rep in reports.items():
-        weak = ", ".join(f"{k} ({f:.3f})" for k, f in weakest_keys(rep))
-        parts += [f"## {name} ({rep.n_records} records)", "", markdown_table(rep), "",
+        weak = ", ".join(f"{k} ({f:.3f})" for k, f in rep.weakest_keys())
+        parts += [f"## {name} ({rep.n_records} records)", "", rep.markdown_table(), "",
                   f"Weakest keys: {weak or '-'}. Invalid outputs: {rep.n_invalid}.", ""]
     parts += ["## Next", "", f"- `finextract predict {cfg.output_dir} \"SQ *SOME CAFE AUSTIN TX\"`",
               f"- `finextract eval {cfg.output_dir} --data YOUR_LABELED.jsonl`",

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import httpx
 
+from finextract.errors import InputError
 from finextract.extractor import Extractor, Prediction
 from finextract.tasks import Task
 
@@ -44,7 +45,7 @@ def detect_kind(url: str, client: httpx.Client) -> tuple[str, dict[str, Any] | N
     try:
         resp = client.get(f"{url}/health")
     except httpx.HTTPError as exc:
-        raise ValueError(f"{url}: cannot reach the endpoint: {exc}") from exc
+        raise InputError(f"{url}: cannot reach the endpoint: {exc}") from exc
     try:
         data = resp.json()
     except ValueError:
@@ -53,7 +54,7 @@ def detect_kind(url: str, client: httpx.Client) -> tuple[str, dict[str, Any] | N
         return "finextract", data
     if resp.status_code < 500:
         return "mlflow", None
-    raise ValueError(f"{url}/health answered {resp.status_code}; is the server up?")
+    raise InputError(f"{url}/health answered {resp.status_code}; is the server up?")
 
 
 class EndpointExtractor(Extractor):
@@ -76,7 +77,7 @@ class EndpointExtractor(Extractor):
         if task is None and health is not None:
             task = Task.model_validate(health["task_spec"])
         if task is None:
-            raise ValueError(f"{self.url}: an MLflow endpoint does not describe its task; pass task=NAME "
+            raise InputError(f"{self.url}: an MLflow endpoint does not describe its task; pass task=NAME "
                              "(validate-endpoint takes it from --reference)")
         self.task = task
         self.health = health
@@ -97,7 +98,7 @@ class EndpointExtractor(Extractor):
             resp.raise_for_status()
             rows = resp.json()["predictions"]
         if len(rows) != len(texts):
-            raise ValueError(f"endpoint returned {len(rows)} rows for {len(texts)} texts")
+            raise InputError(f"endpoint returned {len(rows)} rows for {len(texts)} texts")
         return rows
 
     def _row_to_prediction(self, row: Any) -> Prediction:
