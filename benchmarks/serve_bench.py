@@ -131,7 +131,7 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "FINEXTRACT_LOG": "WARNING"}
     proc = subprocess.Popen([PY, "-m", "finextract", "serve", str(run), "--port", str(port), "--max-batch", "64",
-                             "--max-wait-ms", "5", "--log-level", "warning", "--runtime", runtime], env=env,
+                             "--max-wait-ms", "5", "--log-level", "warning", "--runtime", runtime, "--no-access-log"], env=env,
                             start_new_session=True)
     try:
         deadline = time.time() + 120
@@ -148,7 +148,8 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
         sample = texts[:200]
         served = httpx.post(f"{url}/v1/extract", json={"texts": sample}, timeout=120).json()["results"]
         offline = load_with_runtime(run, None, runtime).predict(sample)
-        equal = [r["fields"] for r in served] == offline
+        same = sum(r["fields"] == o for r, o in zip(served, offline))
+        equal = same == len(sample)  # dynamic int8 is batch-dependent (per-batch activation scales): see docs
         asyncio.run(drive(url, texts, 8, 2.0))  # warm-up
         rows = []
         for c in levels:
@@ -158,7 +159,7 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
             res["mean_batch"] = round((s1 - s0) / max(1.0, c1 - c0), 1)
             rows.append(res)
             log(f"{c} clients: {res}")
-        return {"runtime": runtime, "served_equals_offline_200": equal, "levels": rows, "server_threads": threads}
+        return {"runtime": runtime, "served_equals_offline_200": equal, "served_equal_offline_count": same, "levels": rows, "server_threads": threads}
     finally:
         proc.terminate()
         try:
@@ -264,12 +265,12 @@ def main() -> None:
     (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
     lines = [f"model: {args.model} | server threads: {args.server_threads} | {os.cpu_count()} CPUs "
              f"(shared; load average at end {os.getloadavg()[0]:.1f})", "",
-             "| runtime | clients | requests | errors | req/s | p50 ms | p99 ms | mean batch | served==offline (200) |",
+             "| runtime | clients | requests | errors | req/s | p50 ms | p99 ms | mean batch | served == offline (of 200) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for srv in servers:
         for r in srv["levels"]:
             lines.append(f"| {srv['runtime']} | {r['clients']} | {r['requests']} | {r['errors']} | {r['rps']} | "
-                         f"{r['p50_ms']} | {r['p99_ms']} | {r['mean_batch']} | {srv['served_equals_offline_200']} |")
+                         f"{r['p50_ms']} | {r['p99_ms']} | {r['mean_batch']} | {srv['served_equal_offline_count']} |")
     if len(servers) > 1:
         base = {r["clients"]: r["rps"] for r in servers[0]["levels"]}
         for srv in servers[1:]:

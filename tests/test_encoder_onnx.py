@@ -126,6 +126,17 @@ def test_int8_differs_from_fp32_only_on_the_documented_records(trained_run, expo
 
 
 @pytest.mark.slow
+def test_fixed_scale_variants_do_not_depend_on_batch_mates(trained_run, exported):
+    """fp32 and static int8 give a text the same output alone or in a batch. Dynamic int8 does
+    not promise this (its activation scales come from the whole batch): documented in docs/encoder.md."""
+    task = load(str(trained_run)).task
+    texts = [r.text for r in fixed_records(task)][:40]
+    for name in ("fp32", STATIC.name):
+        ex = load(str(trained_run), runtime="onnx", variant=name)
+        assert [ex.predict([t])[0] for t in texts] == ex.predict(texts), name
+
+
+@pytest.mark.slow
 def test_quantized_export_without_f1_delta_is_refused_by_serve(trained_run, exported):
     from finextract.serve.app import create_app
     from finextract.serve.config import ServeConfig

@@ -315,7 +315,11 @@ def onnx_extractor(ckpt: Path, cfg: EncoderRunConfig, task: Task, batch_size: in
                             case_features="case_ids" in input_names,
                             info={"checkpoint": str(ckpt), "runtime": f"onnx-{name}", "onnx_variant": name,
                                   "precision": v.get("precision"), "onnx_file": str(path),
-                                  "onnx_mb": round(path.stat().st_size / 2**20, 2), "f1": v.get("f1")})
+                                  "onnx_mb": round(path.stat().st_size / 2**20, 2),
+                                  # dynamic int8 takes activation scales from the whole batch, so a text's
+                                  # output can depend on the texts batched with it (docs/encoder.md)
+                                  "batch_dependent": (v.get("quantization") or {}).get("method") == "dynamic",
+                                  "f1_delta_points": {k: d.get("delta_points") for k, d in (v.get("f1") or {}).items()}})
 
 
 def export_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, quantize: bool = True,

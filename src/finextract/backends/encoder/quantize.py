@@ -78,17 +78,23 @@ def nodes_to_keep_fp32(model_path: Path, keep: Iterable[str] = DEFAULT_KEEP) -> 
 class TextCalibrationReader:
     """Feeds featurized batches of calibration texts to ``quantize_static`` (its data-reader protocol)."""
 
-    def __init__(self, encode: Any, texts: Sequence[str], input_names: Sequence[str], batch_size: int = 32):
+    def __init__(self, encode: Any, texts: Sequence[str], input_names: Sequence[str], batch_size: int = 32,
+                 pad_to: int | None = None):
         self.encode = encode
         self.texts = list(texts)
         self.input_names = list(input_names)
         self.batch_size = batch_size
+        self.pad_to = pad_to  # histogram calibrators (percentile, entropy) need one shape for every batch
         self._it: Iterator[dict[str, np.ndarray]] | None = None
 
     def _batches(self) -> Iterator[dict[str, np.ndarray]]:
         for i in range(0, len(self.texts), self.batch_size):
             batch, _ = self.encode(self.texts[i:i + self.batch_size])
-            yield {k: batch[k] for k in self.input_names}
+            out = {k: batch[k] for k in self.input_names}
+            if self.pad_to:
+                out = {k: np.pad(v, [(0, 0), (0, self.pad_to - v.shape[1])]) if v.ndim == 2 else v
+                       for k, v in out.items()}
+            yield out
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         if self._it is None:
