@@ -41,9 +41,24 @@ def test_old_config_names_still_work_with_a_deprecation_message(backend, old, ne
     assert via_old == via_new  # the same config, under the one new name
 
 
-def test_old_and_new_name_together_is_an_error_naming_both():
+def test_old_and_new_name_together_in_one_file_is_an_error_naming_both(tmp_path):
+    path = tmp_path / "both.yaml"
+    path.write_text("backend: encoder\ntrain:\n  eval_every: 5\n  checkpoint_every: 6\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"train.eval_every \(deprecated\) and train.checkpoint_every"):
-        load_run_config(None, ["backend=encoder", "train.eval_every=5", "train.checkpoint_every=6"])
+        load_run_config(path)
+    # as overrides the later one wins, as any repeated --set does
+    assert load_run_config(None, ["backend=encoder", "train.eval_every=5",
+                                  "train.checkpoint_every=6"]).train.checkpoint_every == 6
+
+
+def test_an_override_under_either_name_replaces_the_field_of_the_file(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("backend: encoder\ntrain:\n  checkpoint_every: 100\n", encoding="utf-8")
+    with pytest.warns(FutureWarning, match="train.checkpoint_every"):
+        assert load_run_config(path, ["train.eval_every=5"]).train.checkpoint_every == 5
+    old = tmp_path / "old.yaml"
+    old.write_text("backend: encoder\ntrain:\n  eval_every: 100\n", encoding="utf-8")
+    assert load_run_config(old, ["train.checkpoint_every=7"]).train.checkpoint_every == 7
 
 
 def test_every_backend_uses_the_shared_names():

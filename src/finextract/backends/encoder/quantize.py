@@ -39,7 +39,8 @@ def _load(path: Path):
 
 
 def node_parts(model: Any) -> dict[str, set[str]]:
-    """Node name -> the parts it belongs to (``embeddings``, ``head``, ``layer:N``, ``attention_products``)."""
+    """Node name -> the parts it belongs to (``embeddings``, ``head`` incl. the pointer head, ``layer:N``,
+    ``attention_products``)."""
     inits = {i.name for i in model.graph.initializer}
     consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     out: dict[str, set[str]] = {}
@@ -48,9 +49,9 @@ def node_parts(model: Any) -> dict[str, set[str]]:
         m = LAYER_RE.search(node.name)
         if m:
             parts.add(f"layer:{m.group(1)}")
-        if "/embeddings/" in node.name or node.name.startswith(("/inner/case/", "/case/")) or "/case/" in node.name:
-            parts.add("embeddings")
-        if "/classifier/" in node.name or "/head" in node.name:
+        if any(f"/{m}/" in node.name for m in ("embeddings", "case", "lex")):
+            parts.add("embeddings")  # word/position embeddings, capitalisation and lexical feature embeddings
+        if any(f"/{m}" in node.name for m in ("classifier/", "pointer/", "head")):
             parts.add("head")
         if node.op_type == "MatMul" and not any(i in inits or i in consts for i in node.input):
             parts.add("attention_products")  # Q.K^T and P.V: both sides are activations
@@ -92,8 +93,8 @@ class TextCalibrationReader:
             batch, _ = self.encode(self.texts[i:i + self.batch_size])
             out = {k: batch[k] for k in self.input_names}
             if self.pad_to:
-                out = {k: np.pad(v, [(0, 0), (0, self.pad_to - v.shape[1])]) if v.ndim == 2 else v
-                       for k, v in out.items()}
+                out = {k: np.pad(v, [(0, 0), (0, self.pad_to - v.shape[1])] + [(0, 0)] * (v.ndim - 2))
+                       if v.ndim >= 2 else v for k, v in out.items()}
             yield out
 
     def get_next(self) -> dict[str, np.ndarray] | None:
