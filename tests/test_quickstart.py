@@ -24,7 +24,7 @@ def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_quickstart_tiny_budget_end_to_end(tmp_path):
     out = tmp_path / "qs"
     proc = run_cli("quickstart", "--out", str(out), "--n", "60", "--epochs", "1", "--max-length", "32",
-                   "--threads", "1", "--pilot", str(SAMPLE), "--set", "train.eval_every=1000", cwd=tmp_path)
+                   "--threads", "1", "--pilot", str(SAMPLE), "--set", "train.checkpoint_every=1000", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for split in ("train", "validation", "test"):
         assert (out / "data" / f"{split}.jsonl").exists()

@@ -203,3 +203,21 @@ def test_full_disk_is_a_clean_error_and_resumable(tmp_path, toy_run):
     assert res.returncode == 2 and "cannot write" in res.stderr and "Traceback" not in res.stderr, res.stderr
     assert pred_out.read_text(encoding="utf-8") == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".pred")) == []
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_honoured_and_resumable(tmp_path, toy_run):
+    src = _input(tmp_path / "in.jsonl", 100)
+    out = tmp_path / "out.jsonl"
+    args = toy_cli_command("batch", str(toy_run), "-i", str(src), "-o", str(out), "--batch-size", "5")
+    env = {**os.environ, "FX_TOY_DELAY": "0.2", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_rows(out, 10, proc)
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    err = proc.communicate(timeout=30)[1]
+    assert time.monotonic() - t0 < 5
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    res = subprocess.run(args, env={**env, "FX_TOY_DELAY": "0"}, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert _rows(out) == list(range(100))

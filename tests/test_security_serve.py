@@ -256,3 +256,42 @@ def test_served_process_logs_json_lines_without_texts_or_tracebacks(toy_run, tmp
     assert statuses.count(200) == 1 and statuses.count(499) == 3 and statuses.count(400) == 1, access
     assert all({"time", "client", "method", "path", "status", "ms"} <= set(row) for row in access)
     assert any(row.get("n_texts") == 1 for row in access)
+
+
+def test_access_log_has_texts_only_when_asked(toy_run, caplog):
+    for log_texts in (False, True):
+        caplog.clear()
+        cfg = ServeConfig(run_dir=str(toy_run), port=0, access_log=True, log_texts=log_texts)
+        with caplog.at_level("INFO", logger="finextract.access"), BackgroundServer(cfg) as url:
+            assert httpx.post(f"{url}/v1/extract", json={"texts": ["MEMO ONE 123", "MEMO TWO 456"]}).status_code == 200
+        rows = [json.loads(r.getMessage()) for r in caplog.records if r.name == "finextract.access"]
+        row = next(r for r in rows if r["path"] == "/v1/extract")
+        assert row["status"] == 200 and row["n_texts"] == 2 and row["body_bytes"] > 0
+        assert ("MEMO ONE 123" in json.dumps(rows)) is log_texts
+        assert row.get("texts") == (["MEMO ONE 123", "MEMO TWO 456"] if log_texts else None)
+
+
+def test_many_slow_connections_are_dropped_and_service_continues(server):
+    """The probe held 600 slow connections for 25 s; here 100 are all closed by the header timer."""
+    url, _ = server
+    socks = []
+    try:
+        for _ in range(100):
+            s = socket.create_connection(_hostport(url), timeout=5)
+            s.sendall(b"POST /v1/extract HTTP/1.1\r\nHost: x\r\n")  # and then nothing
+            socks.append(s)
+        assert httpx.post(f"{url}/v1/extract", json={"text": TEXTS[1]}, timeout=10).status_code == 200
+        time.sleep(1.5)  # header_timeout_s = 0.5
+        closed = 0
+        for s in socks:
+            s.settimeout(2)
+            try:
+                closed += s.recv(10) == b""
+            except socket.timeout:  # still open: the finding is back
+                pass
+            except OSError:  # reset by the server
+                closed += 1
+        assert closed == len(socks)
+    finally:
+        for s in socks:
+            s.close()

@@ -63,7 +63,7 @@ def check_safetensors(path: Path) -> None:
 
 
 def check_json_file(path: Path) -> Any:
-    from finextract.records import loads_strict
+    from finextract.strictjson import loads_strict
 
     if path.stat().st_size > MAX_JSON_FILE:
         raise RunDirError(f"{path}: {path.stat().st_size} bytes, too large for a JSON file of a run")

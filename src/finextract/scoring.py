@@ -202,3 +202,39 @@ def score(
         micro.add(c)
     return ScoreReport(task=task.name, per_key=per_key, micro=micro, n_records=len(golds),
                        n_invalid=n_invalid, errors=errors)
+
+
+THRESHOLDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def coverage_table(golds: Sequence[dict[str, Any]], pairs: Sequence[tuple[dict[str, Any] | None, dict[str, Any]]],
+                   task: Task, thresholds: Sequence[float] = THRESHOLDS) -> list[dict[str, float]]:
+    """Precision and coverage when fields below a confidence threshold are left empty.
+
+    ``pairs`` are ``(prediction, confidence per key)`` as ``predict_with_confidence``
+    returns them. Per threshold: micro precision/recall/F1 of the kept fields (scored by
+    :func:`score`, so invalid outputs still count), ``coverage`` = kept filled values / filled
+    values at threshold 0, and ``review_rate`` = records with any field (filled or empty)
+    below the threshold. :func:`score` itself is unchanged.
+    """
+    from finextract.backends.encoder.calibration import apply_min_confidence
+
+    def filled(p: dict[str, Any] | None) -> int:
+        if p is None:
+            return 0
+        return sum(len([x for x in v if _norm(x)]) if isinstance(v, list) else int(bool(_norm(v))) for v in p.values())
+
+    total = sum(filled(p) for p, _ in pairs)
+    rows = []
+    for t in thresholds:
+        kept, review = [], 0
+        for pred, conf in pairs:
+            p, r = apply_min_confidence(pred, conf, t)
+            kept.append(p)
+            review += r
+        rep = score(golds, kept, task)
+        rows.append({"threshold": t, "precision": round(rep.micro.precision, 4), "recall": round(rep.micro.recall, 4),
+                     "f1": round(rep.micro.f1, 4),
+                     "coverage": round(sum(filled(p) for p in kept) / total, 4) if total else 0.0,
+                     "review_rate": round(review / len(pairs), 4) if pairs else 0.0})
+    return rows

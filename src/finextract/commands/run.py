@@ -64,6 +64,11 @@ def register(app: typer.Typer) -> None:
         text_column: str = typer.Option("text", help="column or JSON field holding the text"),
         output: Path | None = typer.Option(None, "--output", "-o", help="write JSONL or CSV here (default: stdout JSONL)"),
         checkpoint: str = typer.Option("best", help="'best', 'last', 'step-N' or a checkpoint path"),
+        min_confidence: float | None = typer.Option(
+            None, "--min-confidence", min=0.0, max=1.0,
+            help="leave fields whose calibrated confidence is below P empty and mark the record 'review: true' "
+                 "(encoder runs; implies --confidence)"),
+        confidence: bool = typer.Option(False, "--confidence", help="add each field's calibrated confidence (encoder runs)"),
         max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's "
                                                         "max_text_chars); a longer one is an error"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
@@ -94,6 +99,20 @@ def register(app: typer.Typer) -> None:
             items.append(text)
         if input is not None:
             items += read_texts(input, text_column, max_chars=limit)
+        if confidence or min_confidence is not None:
+            from finextract.backends.encoder.calibration import confidence_rows, write_confidence_rows
+
+            if not hasattr(extractor, "predict_with_confidence"):
+                raise UserError(f"{run_dir}: this backend gives no field confidence (encoder runs do)")
+            rows = confidence_rows(items, extractor.predict_with_confidence(items), extractor.task, min_confidence)
+            if output:
+                write_confidence_rows(output, rows, extractor.task)
+                flagged = sum(r["review"] for r in rows)
+                print(f"{len(rows)} predictions written to {output} ({flagged} marked for review)", file=sys.stderr)
+            else:
+                for row in rows:
+                    print(json.dumps(row, ensure_ascii=False))
+            return
         preds = extractor.predict(items)
         if output:
             write_predictions(output, items, preds, extractor.task)

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import ClientDisconnect
 
 from finextract.extractor import Extractor
-from finextract.records import loads_strict
+from finextract.strictjson import loads_strict
 from finextract.serve.batcher import MicroBatcher, ModelFailure
 from finextract.serve.config import ServeConfig, load_api_key
 from finextract.serve.metrics import ServeMetrics
@@ -276,8 +276,7 @@ def create_app(config: ServeConfig, extractor: Extractor | None = None) -> FastA
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:  # last resort: keep JSON shape
-        log.error("unhandled %s on %s: %s", type(exc).__name__, request.url.path, exc,
-                  exc_info=log.isEnabledFor(logging.DEBUG))
+        log.exception("unhandled error on %s", request.url.path)  # the traceback goes to the log only
         return JSONResponse({"detail": "internal error (logged on the server)"}, status_code=500)
 
     return app

@@ -7,7 +7,9 @@ lays them out as labeled pieces, and the labels are read off the pieces. See
 ``docs/generator.md`` for the conventions modelled and their sources.
 
 Public API (others depend on these names): :func:`generate`, :func:`write_splits`,
-:data:`DEFAULT_PRESENCE`.
+:data:`DEFAULT_PRESENCE`. A *profile* (``synth/profiles.py``) picks the family mix, the
+presence rates and the realism options: ``card`` (the default: US/Canadian card statements)
+or ``study`` (the study's original synthetic set).
 """
 
 from __future__ import annotations
@@ -19,21 +21,19 @@ from pathlib import Path
 
 from finextract.errors import InputError
 from finextract.records import Record, write_records
-from finextract.synth.formats import FAMILIES, OPTIONAL, RENDER, calibrate, draw_plan, make_ctx
+from finextract.synth.formats import FAMILIES, OPTIONAL, RENDER, calibrate, draw_plan, make_ctx, plan_scales
 from finextract.synth.pieces import KEYS, Piece, labels, verify
+from finextract.synth.profiles import DEFAULT_PROFILE, PROFILES, STUDY_PRESENCE, Profile, get_profile, with_options
 
-# Presence of each key in the study's synthetic set (share of records with a non-empty value).
-DEFAULT_PRESENCE: dict[str, float] = {
-    "INTERMEDIARY": 0.267, "MERCHANT_NAME": 1.0, "DYNAMIC_DESCRIPTOR": 0.291, "STREET": 0.312, "ZIP": 0.120,
-    "CITY": 0.468, "STATE": 0.685, "COUNTRY": 0.127, "PHONE": 0.196, "WEBSITE": 0.054,
-}
+# Presence of each key (share of records with a non-empty value) in the default profile.
+DEFAULT_PRESENCE: dict[str, float] = dict(PROFILES[DEFAULT_PROFILE].presence)
 
 DEFAULT_SPLIT = (0.7642, 0.0834, 0.1524)
 
 
-def resolve_presence(presence: dict[str, float] | None) -> dict[str, float]:
-    """Defaults overridden by ``presence``; unknown keys or rates outside [0, 1] are errors."""
-    out = dict(DEFAULT_PRESENCE)
+def resolve_presence(presence: dict[str, float] | None, profile: "str | Profile" = DEFAULT_PROFILE) -> dict[str, float]:
+    """The profile's rates overridden by ``presence``; unknown keys or rates outside [0, 1] are errors."""
+    out = dict(get_profile(profile).presence)
     for key, rate in (presence or {}).items():
         if key not in out:
             raise InputError(f"presence: unknown key {key!r}; keys are {list(KEYS)}")
@@ -65,29 +65,36 @@ def _title(text: str) -> str:
     return re.sub(r"\b[A-Za-z]+(?:'[A-Za-z]+)?", lambda m: m.group(0).capitalize(), text)
 
 
-def generate_one(rng: random.Random, scales: dict[str, float]) -> Record:
-    """One labeled record (with ``family`` and ``spans`` in its meta)."""
-    family, plan = draw_plan(rng, scales)
+def generate_one(rng: random.Random, scales: dict[str, float], prof: Profile | None = None) -> Record:
+    """One labeled record (with ``family``, ``spans`` and, after a fixed-width cut, ``cut`` in its meta)."""
+    prof = prof or PROFILES["study"]
+    family, plan = draw_plan(rng, scales, prof.weights, prof.fixed_families, prof.foreign_slot)
     for _ in range(20):
-        ctx = make_ctx(rng, family, plan)
+        ctx = make_ctx(rng, family, plan, prof)
         pieces = _case(RENDER[family](ctx), rng)
         problems = verify(pieces)
         text, fields, spans = labels(pieces)
         if not problems and set(k for k, v in fields.items() if v) == plan | {"MERCHANT_NAME"} and text.strip():
-            return Record(text=text, values=fields, meta={"family": family, "spans": spans})
+            meta = {"family": family, "spans": spans}
+            if ctx.cut:
+                meta["cut"] = ctx.cut
+            return Record(text=text, values=fields, meta=meta)
     raise RuntimeError(f"synth: could not render family {family!r} with keys {sorted(plan)}: {problems}")
 
 
-def generate(n: int, seed: int = 0, presence: dict[str, float] | None = None) -> list[Record]:
+def generate(n: int, seed: int = 0, presence: dict[str, float] | None = None,
+             profile: "str | Profile" = DEFAULT_PROFILE) -> list[Record]:
     """``n`` merchant records with distinct texts, deterministic for a given ``seed``.
 
     Every value is an exact substring of its text and equals its first complete occurrence;
     all ten keys are present ("" when absent). ``presence`` overrides per-key rates of
-    :data:`DEFAULT_PRESENCE` (fraction of records where the key is non-empty).
+    the profile's presence (fraction of records where the key is non-empty); ``profile``
+    is ``card`` (default) or ``study`` (see ``synth/profiles.py``).
     """
     if n < 0:
         raise InputError(f"n must be >= 0, got {n}")
-    scales = calibrate(resolve_presence(presence))
+    prof = get_profile(profile)
+    scales = plan_scales(resolve_presence(presence, profile), prof)
     rng = random.Random(seed)
     out: list[Record] = []
     seen: set[str] = set()
@@ -96,7 +103,7 @@ def generate(n: int, seed: int = 0, presence: dict[str, float] | None = None) ->
         attempts += 1
         if attempts > 20 * n + 1000:
             raise RuntimeError(f"synth: only {len(out)} distinct texts after {attempts} draws")
-        rec = generate_one(rng, scales)
+        rec = generate_one(rng, scales, prof)
         if rec.text in seen:
             continue
         seen.add(rec.text)
@@ -114,7 +121,8 @@ def split_sizes(n: int, split: tuple[float, float, float]) -> tuple[int, int, in
 
 
 def write_splits(out_dir: str | Path, n: int = 8000, seed: int = 0, presence: dict[str, float] | None = None,
-                 split: tuple[float, float, float] = DEFAULT_SPLIT) -> dict[str, Path]:
+                 split: tuple[float, float, float] = DEFAULT_SPLIT,
+                 profile: "str | Profile" = DEFAULT_PROFILE) -> dict[str, Path]:
     """Write ``train.jsonl``, ``validation.jsonl``, ``test.jsonl`` under ``out_dir``.
 
     Texts are distinct before splitting, so no text appears in two splits; the same seed
@@ -123,7 +131,7 @@ def write_splits(out_dir: str | Path, n: int = 8000, seed: int = 0, presence: di
     from finextract.tasks import load_task
 
     task = load_task("merchant")
-    records = generate(n, seed=seed, presence=presence)
+    records = generate(n, seed=seed, presence=presence, profile=profile)
     # Dedupe again (cheap, and a guarantee should generate() ever change), then shuffle by a
     # hash of the text so the split is independent of generation order but still seeded.
     uniq = list({r.text: r for r in records}.values())
@@ -140,5 +148,5 @@ def write_splits(out_dir: str | Path, n: int = 8000, seed: int = 0, presence: di
     return paths
 
 
-__all__ = ["generate", "write_splits", "DEFAULT_PRESENCE", "DEFAULT_SPLIT", "resolve_presence", "KEYS",
-           "FAMILIES", "OPTIONAL"]
+__all__ = ["generate", "write_splits", "DEFAULT_PRESENCE", "DEFAULT_SPLIT", "DEFAULT_PROFILE", "PROFILES",
+           "STUDY_PRESENCE", "resolve_presence", "KEYS", "FAMILIES", "OPTIONAL"]

@@ -13,9 +13,11 @@ import random
 from dataclasses import dataclass
 
 from finextract.synth import values as V
-from finextract.synth.geo import Place, abbreviate_city, foreign_place, us_place
-from finextract.synth.merchants import Merchant, intermediary, local_name, make_merchant
+from finextract.synth.geo import Place, abbreviate_city, foreign_place, home_place, us_place
+from finextract.synth.merchants import (ONLINE_FACILITATORS, POS_FACILITATORS, Merchant, intermediary, local_business,
+                                        local_name, make_merchant)
 from finextract.synth.pieces import P, Piece, flat, pad, text_of, truncate
+from finextract.synth.profiles import PROFILES, Profile
 
 OPTIONAL = ("INTERMEDIARY", "DYNAMIC_DESCRIPTOR", "STREET", "ZIP", "CITY", "STATE", "COUNTRY", "PHONE", "WEBSITE")
 
@@ -30,32 +32,81 @@ FAMILIES: dict[str, tuple[float, tuple[float, ...]]] = {
     "ach":         (0.08, (.03, .60, .05, .05, .05, .05, .03, .15, .05)),
     "wire":        (0.03, (.02, .30, .75, .55, .75, .55, .60, .05, .05)),
     "name_only":   (0.08, (.35, .20, .05, .03, .05, .05, .03, .05, .05)),
+    # plain DE 43 acceptor line: NAME(22/25) CITY(13) ST; almost never a street
+    "acceptor":    (0.00, (.30, .12, .01, .06, .95, .97, .06, .12, .03)),
 }
 
 
-def calibrate(presence: dict[str, float]) -> dict[str, float]:
-    """Per-key scale s with sum_f w_f * min(1, s * base_fk) == target (bisection)."""
-    total = sum(w for w, _ in FAMILIES.values())
+def _weights(weights: dict[str, float] | None) -> dict[str, float]:
+    return {n: (weights[n] if weights is not None else FAMILIES[n][0]) for n in FAMILIES}
+
+
+def calibrate(presence: dict[str, float], weights: dict[str, float] | None = None,
+              fixed: frozenset[str] = frozenset()) -> dict[str, float]:
+    """Per-key scale s with sum_f w_f * rate_fk(s) == target (bisection), rate = min(1, s * base).
+
+    ``weights`` is the family mix (a profile's); the default is the study mix in FAMILIES.
+    Families in ``fixed`` keep their base rates unscaled (a wire carries an address whatever
+    the card lines do); the others absorb the rest of the target.
+    """
+    w = _weights(weights)
+    total = sum(w.values())
     scales = {}
     for i, key in enumerate(OPTIONAL):
         target = presence[key]
         if target <= 0:
             scales[key] = 0.0
             continue
+        fixed_part = sum(w[n] * FAMILIES[n][1][i] for n in sorted(fixed)) / total
         lo, hi = 0.0, 1e4
         for _ in range(80):
             mid = (lo + hi) / 2
-            got = sum(w * min(1.0, mid * b[i]) for w, b in FAMILIES.values()) / total
+            got = fixed_part + sum(w[n] * min(1.0, mid * b[i]) for n, (_, b) in FAMILIES.items()
+                                   if n not in fixed) / total
             lo, hi = (mid, hi) if got < target else (lo, mid)
         scales[key] = hi
     return scales
 
 
-def draw_plan(rng: random.Random, scales: dict[str, float]) -> tuple[str, set[str]]:
+_NO_FOREIGN_SLOT = ("ach", "wire")
+
+
+def _rate(family: str, key: str, scales: dict[str, float], fixed: frozenset[str]) -> float:
+    b = FAMILIES[family][1][OPTIONAL.index(key)]
+    return (b if scales[key] > 0 else 0.0) if family in fixed else min(1.0, scales[key] * b)
+
+
+def plan_scales(presence: dict[str, float], prof: Profile) -> dict[str, float]:
+    """:func:`calibrate` for a profile, with STATE raised to make up for the records whose
+    state slot holds the country code instead (``foreign_slot``), so STATE still hits its target."""
+    w = _weights(prof.weights)
+    fixed = prof.fixed_families
+    scales = calibrate(presence, w, fixed)
+    if not prof.foreign_slot or presence["STATE"] <= 0:
+        return scales
+    total = sum(w.values())
+    for _ in range(4):
+        drop = sum(w[f] * _rate(f, "STATE", scales, fixed) * _rate(f, "COUNTRY", scales, fixed) *
+                   (1 - _rate(f, "ZIP", scales, fixed)) for f in FAMILIES if f not in _NO_FOREIGN_SLOT)
+        target = dict(presence, STATE=min(1.0, presence["STATE"] + prof.foreign_slot * drop / total))
+        scales = calibrate(target, w, fixed)
+    return scales
+
+
+def draw_plan(rng: random.Random, scales: dict[str, float], weights: dict[str, float] | None = None,
+              fixed: frozenset[str] = frozenset(), foreign_slot: float = 0.0) -> tuple[str, set[str]]:
+    w = _weights(weights)
     names = list(FAMILIES)
-    family = rng.choices(names, [FAMILIES[n][0] for n in names])[0]
+    family = rng.choices(names, [w[n] for n in names])[0]
     base = FAMILIES[family][1]
-    plan = {k for i, k in enumerate(OPTIONAL) if rng.random() < min(1.0, scales[k] * base[i])}
+    if family in fixed:
+        plan = {k for i, k in enumerate(OPTIONAL) if scales[k] > 0 and rng.random() < base[i]}
+    else:
+        plan = {k for i, k in enumerate(OPTIONAL) if rng.random() < min(1.0, scales[k] * base[i])}
+    if foreign_slot and {"COUNTRY", "STATE"} <= plan and "ZIP" not in plan and family not in _NO_FOREIGN_SLOT \
+            and rng.random() < foreign_slot:
+        # a foreign acceptor prints its country code where the state goes (``LONDON GB``)
+        plan.discard("STATE")
     return family, plan
 
 
@@ -76,6 +127,8 @@ class Ctx:
     country: str
     phone: str
     web: str
+    prof: Profile = PROFILES["study"]
+    cut: dict | None = None        # fixed-width cuts applied: {"name": width, "city": width}
 
     def has(self, key: str) -> bool:
         return key in self.plan
@@ -89,11 +142,13 @@ _FACILITATOR_SITES = {"SQ": ["squareup.com/receipts", "GOSQ.COM", "gosq.com", "S
 _B2B_KINDS = {"insurer", "utility", "telecom", "software", "recurring", "marketplace"}
 
 
-def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
+def make_ctx(rng: random.Random, family: str, plan: set[str], prof: Profile | None = None) -> Ctx:
+    prof = prof or PROFILES["study"]
+    realism = prof.name != "study"
     # A country code mostly means a foreign acceptor; printed in the state slot when no state.
     foreign = "COUNTRY" in plan and "ZIP" not in plan and rng.random() < (0.9 if "STATE" not in plan else 0.45)
-    place = foreign_place(rng, "STATE" in plan) if foreign else us_place(rng)
-    m = make_merchant(rng, place.city)
+    place = foreign_place(rng, "STATE" in plan) if foreign else home_place(rng, prof.canada_share)
+    m = make_merchant(rng, place.city, prof if realism else None)
     name = m.name
     if m.domain_is_name and "WEBSITE" in plan:
         name = name.split(".")[0].split("/")[0] or "SHOP"
@@ -107,7 +162,7 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
     online_brand = m.kind in ("software", "recurring", "online", "marketplace")
     if "INTERMEDIARY" in plan and m.is_brand and rng.random() < (0.6 if online_brand else 0.97):
         # Facilitators front small sellers, not national chains: swap in a local business.
-        name, _ = local_name(rng, place.city)
+        name, _ = local_business(rng, place.city, prof if realism else None)
         m = Merchant(name, "local", "generic", "", "", False)
     if family in ("ach", "wire") and (not m.is_brand or m.kind not in _B2B_KINDS) and rng.random() < 0.85:
         # ACH originators and wire counterparties are firms, often with a legal suffix
@@ -121,14 +176,19 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
         # space-padded descriptors: a run of spaces inside the name is kept verbatim
         i = name.index(" ")
         name = name[:i] + "  " + name[i + 1:]
-    inter = intermediary(rng) if "INTERMEDIARY" in plan else ""
-    if inter and m.own_prefix:
+    inter = intermediary(rng, prof.more_prefixes) if "INTERMEDIARY" in plan else ""
+    if inter and m.is_brand and realism and inter.replace("*", " ").split()[0] in POS_FACILITATORS:
+        inter = rng.choice(ONLINE_FACILITATORS)   # a brand is billed through an online processor, not a POS one
+    if inter and m.own_prefix and len(name.split("*", 1)[0].strip()) <= 4:
         name = name.split("*", 1)[-1].strip() or name
-    if family in ("network", "repeat_tail", "debit_date", "pos_wrapper") and rng.random() < 0.3:
-        # The network's name field is fixed width: what is printed is the name (LABELING.md).
-        width = rng.choice([16, 16, 18, 20, 22, 23, 25]) - len(inter)
-        if len(name) > width:
-            name = name[:width].rstrip(" -+/,*#.:(") or name
+    cut = None
+    if family in ("network", "repeat_tail", "debit_date", "pos_wrapper") and rng.random() < prof.name_cut:
+        # The network's name field is fixed width (prefix included), cut mid-word: what is
+        # printed is the name (LABELING.md).
+        width = rng.choice(prof.name_widths)
+        if len(inter + name) > width and width - len(inter) >= 4:
+            name = name[:width - len(inter)].rstrip(" -+/,*#.:(") or name
+            cut = {"name": width}
     dd = V.dynamic(rng, m.dd_style if m.dd_style != "none" else "generic") if "DYNAMIC_DESCRIPTOR" in plan else ""
     city = place.city
     if family in ("network", "repeat_tail", "debit_date", "pos_wrapper", "online", "fixed_width"):
@@ -153,15 +213,19 @@ def make_ctx(rng: random.Random, family: str, plan: set[str]) -> Ctx:
             if rng.random() < 0.15 and name.isupper() is False:
                 web = web.lower()
     phone = ""
+    zip_ = ""
+    if "ZIP" in plan:
+        if place.zip and not place.zip.isdigit():    # Canadian postal code, with or without its space
+            zip_ = place.zip if rng.random() < 0.7 else place.zip.replace(" ", "")
+        else:
+            zip_ = V.zip_code(rng, place.zip or f"{rng.randint(10000, 99999)}")
     if "PHONE" in plan:
         if place.country2 not in ("US", "CA") and rng.random() < 0.6:
             phone = V.foreign_phone(rng)
         else:
             phone = V.phone(rng, place.area_codes, toll_free=m.is_brand or m.kind in ("saas", "insurer"))
-    return Ctx(rng, plan, m, place, name, inter, dd,
-               V.street(rng) if "STREET" in plan else "",
-               V.zip_code(rng, place.zip or f"{rng.randint(10000, 99999)}") if "ZIP" in plan else "",
-               city if "CITY" in plan else "", state, country, phone, web)
+    return Ctx(rng, plan, m, place, name, inter, dd, V.street(rng) if "STREET" in plan else "", zip_,
+               city if "CITY" in plan else "", state, country, phone, web, prof, cut)
 
 
 # ------------------------------------------------------------------ building blocks
@@ -171,8 +235,10 @@ def head(c: Ctx, with_dd: bool = True) -> list[Piece]:
     if c.inter:
         out.append(P(c.inter, "INTERMEDIARY"))
     out.append(P(c.name, "MERCHANT_NAME"))
+    if c.m.tail and c.m.tail not in c.name:
+        out += [P(" "), P(c.m.tail)]
     if c.dd and with_dd:
-        glue = "" if c.dd[0] in "*#-" and c.rng.random() < 0.6 else c.rng.choice([" ", " ", "  "])
+        glue = "" if c.dd[0] in "*#-" and not c.m.tail and c.rng.random() < 0.6 else c.rng.choice([" ", " ", "  "])
         out += [P(glue), P(c.dd, "DYNAMIC_DESCRIPTOR")]
     return out
 
@@ -241,6 +307,78 @@ def fam_network(c: Ctx) -> list[Piece]:
     pieces = card_core(c)
     if c.rng.random() < 0.1:
         pieces = flat([pieces, V.mmdd(c.rng)])
+    if c.rng.random() < c.prof.lead_code:
+        pieces = flat([V.lead_code(c.rng), pieces])
+    return pieces
+
+
+ACCEPTOR_NAME_WIDTHS = (22, 25)     # Mastercard / Visa DE 43 merchant name field
+ACCEPTOR_CITY_WIDTH = 13
+
+
+def acceptor_name_field(inter: str, name: str, dd: str, width: int) -> tuple[list[Piece], bool]:
+    """``[INTER]NAME[*DD]`` printed in a ``width``-character field: cut exactly at ``width``
+    (mid-word, as the network does) when longer. Returns (pieces, was_cut)."""
+    full = flat([[P(inter, "INTERMEDIARY")] if inter else [], [P(name, "MERCHANT_NAME")],
+                 [P(dd, "DYNAMIC_DESCRIPTOR")] if dd else []], "")
+    if len(text_of(full)) <= width:
+        return full, False
+    return truncate(full, width), True
+
+
+def fam_acceptor(c: Ctx) -> list[Piece]:
+    """Plain card-acceptor line, ISO 8583 DE 43: NAME(22|25) CITY(13) ST [ZIP] [CC], the
+    name field cut exactly at its width, the city field at 13; sometimes space-padded."""
+    rng = c.rng
+    width = rng.choice(ACCEPTOR_NAME_WIDTHS)
+    glue_dd = bool(c.dd) and c.dd[0] in "*#-" and len(c.inter + c.name + c.dd) <= width and rng.random() < 0.6
+    field, was_cut = acceptor_name_field(c.inter, c.name, c.dd if glue_dd else "", width)
+    cut = dict(c.cut or {})
+    if was_cut:
+        cut["name"] = width
+    padded = rng.random() < 0.3
+    if padded:
+        field = pad(field, width)
+    slot: list[Piece] = []
+    used = ""
+    if c.city:
+        city_w = rng.choice([13, 13, 13, 13, 12, 11, 10])
+        city = c.city
+        if len(city) > city_w:
+            city = city[:city_w].rstrip(" -+/,*#.:(") or city[:city_w]
+            cut["city"] = city_w
+        slot = [P(city, "CITY")]
+        if padded:
+            slot = pad(slot, city_w)
+    elif c.phone and rng.random() < 0.5:
+        slot, used = [P(c.phone, "PHONE")], "PHONE"
+    elif c.web and rng.random() < 0.5:
+        slot, used = [P(c.web, "WEBSITE")], "WEBSITE"
+    tail: list = []
+    if c.state:
+        tail.append(P(c.state, "STATE"))
+    if c.zip:
+        tail.append(P(c.zip, "ZIP"))
+    if c.country:
+        tail.append(P(c.country, "COUNTRY"))
+    if c.dd and not glue_dd:
+        tail.append(P(c.dd if rng.random() < 0.5 else c.dd.lstrip("*#-") or c.dd, "DYNAMIC_DESCRIPTOR"))
+    extras = []
+    if c.phone and used != "PHONE":
+        extras.append(P(c.phone, "PHONE"))
+    if c.web and used != "WEBSITE":
+        extras.append(P(c.web, "WEBSITE"))
+    rng.shuffle(extras)
+    street = [P(c.street, "STREET")] if c.street else []
+    if extras and rng.random() < 0.5:       # phone/domain before the location (e-commerce acceptors)
+        pieces = flat([field, extras, street, slot, tail])
+    else:
+        pieces = flat([field, street, slot, tail, extras])
+    if padded and rng.random() < 0.3:
+        pieces = collapse(pieces)
+    if rng.random() < c.prof.lead_code * 2:
+        pieces = flat([V.lead_code(rng), pieces])
+    c.cut = cut or None
     return pieces
 
 
@@ -290,7 +428,12 @@ def _repeat(c: Ctx, core: list[Piece]) -> list[Piece]:
     if r < 0.12 and name_len < n:
         first = truncate(core, name_len)   # the bank's first copy is just the name field
     elif r < 0.4 and n > 14:
-        first = truncate(core, rng.randint(12, min(24, n - 1)))   # a fixed-width first copy
+        k = rng.randint(12, min(24, n - 1))
+        if c.prof.name != "study" and rng.random() < 0.5:
+            # the display cut backs off to the last whole word (``BED BATH & BED BATH & BEYOND``)
+            space = text_of(core).rfind(" ", 0, k + 1)
+            k = space if space >= 6 else k
+        first = truncate(core, k)   # a fixed-width first copy
     elif r < 0.6 and n > 12:
         first = truncate(core, rng.randint(max(8, n // 3), n - 1))
     elif r < 0.8:
@@ -523,4 +666,4 @@ def fam_name_only(c: Ctx) -> list[Piece]:
 
 RENDER = {"network": fam_network, "fixed_width": fam_fixed_width, "repeat_tail": fam_repeat_tail,
           "debit_date": fam_debit_date, "pos_wrapper": fam_pos_wrapper, "online": fam_online, "ach": fam_ach,
-          "wire": fam_wire, "name_only": fam_name_only}
+          "wire": fam_wire, "name_only": fam_name_only, "acceptor": fam_acceptor}

@@ -38,6 +38,56 @@ _METROS = [
     ("Scottsdale", "AZ"), ("Kansas City", "MO"), ("Indianapolis", "IN"), ("Milwaukee", "WI"), ("Rockville", "MD"),
 ]
 
+# Canadian cities (general knowledge, not from any labeled set): what US/Canadian card data shows
+# for domestic Canadian acceptors. Accents are dropped, as networks print plain ASCII.
+CANADA_HOME = [
+    ("Toronto", "ON"), ("Mississauga", "ON"), ("Brampton", "ON"), ("Markham", "ON"), ("Vaughan", "ON"),
+    ("Richmond Hill", "ON"), ("Oakville", "ON"), ("Burlington", "ON"), ("Hamilton", "ON"), ("Ottawa", "ON"),
+    ("London", "ON"), ("Kitchener", "ON"), ("Waterloo", "ON"), ("Guelph", "ON"), ("Windsor", "ON"),
+    ("Kingston", "ON"), ("Oshawa", "ON"), ("Barrie", "ON"), ("Sudbury", "ON"), ("Thunder Bay", "ON"),
+    ("Niagara Falls", "ON"), ("St. Catharines", "ON"), ("Peterborough", "ON"), ("North York", "ON"),
+    ("Scarborough", "ON"), ("Etobicoke", "ON"), ("Montreal", "QC"), ("Laval", "QC"), ("Longueuil", "QC"),
+    ("Gatineau", "QC"), ("Quebec", "QC"), ("Levis", "QC"), ("Sherbrooke", "QC"), ("Trois-Rivieres", "QC"),
+    ("Saint-Laurent", "QC"), ("Mont-Tremblant", "QC"), ("Vancouver", "BC"), ("North Vancouver", "BC"),
+    ("West Vancouver", "BC"), ("Burnaby", "BC"), ("Surrey", "BC"), ("Richmond", "BC"), ("Coquitlam", "BC"),
+    ("Victoria", "BC"), ("Kelowna", "BC"), ("Kamloops", "BC"), ("Nanaimo", "BC"), ("Abbotsford", "BC"),
+    ("Whistler", "BC"), ("Calgary", "AB"), ("Edmonton", "AB"), ("Red Deer", "AB"), ("Lethbridge", "AB"),
+    ("Banff", "AB"), ("Canmore", "AB"), ("Winnipeg", "MB"), ("Brandon", "MB"), ("Saskatoon", "SK"),
+    ("Regina", "SK"), ("Halifax", "NS"), ("Dartmouth", "NS"), ("Moncton", "NB"), ("Fredericton", "NB"),
+    ("Saint John", "NB"), ("St. John's", "NL"), ("Charlottetown", "PE"), ("Whitehorse", "YT"),
+    ("Yellowknife", "NT"), ("Iqaluit", "NU"),
+]
+# First letter of the postal code (forward sortation area) by province; Quebec and Ontario have several.
+_POSTAL_FIRST = {"NL": "A", "NS": "B", "PE": "C", "NB": "E", "QC": "GHJ", "ON": "KLMNP", "MB": "R", "SK": "S",
+                 "AB": "T", "BC": "V", "NT": "X", "NU": "X", "YT": "Y"}
+# Canada Post never uses D, F, I, O, Q, U in postal codes (and W, Z never first).
+POSTAL_LETTERS = "ABCEGHJKLMNPRSTVWXYZ"
+_CA_AREA = {"ON": ("416", "647", "437", "905", "289", "519", "226", "613", "343", "705", "807"),
+            "QC": ("514", "438", "450", "579", "418", "581", "819"), "BC": ("604", "778", "236", "250"),
+            "AB": ("403", "587", "780", "825"), "MB": ("204", "431"), "SK": ("306", "639"), "NS": ("902", "782"),
+            "PE": ("902", "782"), "NB": ("506",), "NL": ("709",), "YT": ("867",), "NT": ("867",), "NU": ("867",)}
+PROVINCES = tuple(_POSTAL_FIRST)
+
+
+def postal_code(rng: random.Random, province: str) -> str:
+    """A Canadian postal code ``A1A 1A1`` whose first letter fits the province."""
+    letters = POSTAL_LETTERS
+    first = rng.choice(_POSTAL_FIRST[province])
+    return f"{first}{rng.randint(0, 9)}{rng.choice(letters)} {rng.randint(0, 9)}{rng.choice(letters)}{rng.randint(0, 9)}"
+
+
+def canada_place(rng: random.Random) -> Place:
+    city, prov = rng.choice(CANADA_HOME)
+    return Place(city.upper(), prov, postal_code(rng, prov), "CA", "CAN", _CA_AREA[prov])
+
+
+def home_place(rng: random.Random, canada_share: float = 0.0) -> Place:
+    """Where a domestic (US or Canadian) card acceptor is; ``canada_share`` of them in Canada."""
+    if canada_share and rng.random() < canada_share:
+        return canada_place(rng)
+    return us_place(rng)
+
+
 CANADA = [("Toronto", "ON"), ("Vancouver", "BC"), ("Montreal", "QC"), ("Calgary", "AB"), ("Edmonton", "AB"),
           ("Ottawa", "ON"), ("Winnipeg", "MB"), ("Halifax", "NS"), ("Victoria", "BC"), ("Mississauga", "ON"),
           ("Quebec", "QC"), ("Saskatoon", "SK"), ("Regina", "SK"), ("Kelowna", "BC"), ("Waterloo", "ON")]
@@ -92,7 +142,9 @@ def foreign_place(rng: random.Random, need_state: bool) -> Place:
 # Abbreviations banks and networks apply to fit the 13-character city field.
 CITY_ABBREV = {"FORT": "FT", "SAINT": "ST", "SOUTH": "S", "NORTH": "N", "WEST": "W", "EAST": "E",
                "MOUNT": "MT", "BEACH": "BCH", "HEIGHTS": "HTS", "SPRINGS": "SPGS", "CITY": "CTY",
-               "VILLAGE": "VLG", "LAKE": "LK", "PARK": "PK", "CENTER": "CTR", "SAN FRANCISCO": "SAN FRAN"}
+               "VILLAGE": "VLG", "LAKE": "LK", "PARK": "PK", "CENTER": "CTR", "SAN FRANCISCO": "SAN FRAN",
+               "PORT": "PT", "POINT": "PT", "JUNCTION": "JCT", "FALLS": "FLS", "GARDENS": "GDNS",
+               "VALLEY": "VLY", "ISLAND": "IS", "SAINTE": "STE", "MOUNTAIN": "MTN"}
 
 
 def abbreviate_city(city: str, rng: random.Random) -> str:

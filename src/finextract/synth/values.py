@@ -317,3 +317,16 @@ CATEGORY_WORDS = ["RESTAURANTS", "FAST FOOD RESTAURANTS", "GROCERY STORES", "SER
                   "HEATING/PLUMBING/AC", "TAXICAB & LIMOUSINE", "COMPUTER SOFTWARE", "AIRLINES", "LODGING",
                   "DRUG STORES", "MISC SPECIALTY RETAIL", "PARKING LOTS", "TELECOM SERVICES", "EATING PLACES",
                   "BUSINESS SERVICES", "ADVERTISING SERVICES", "MCC 5812", "MCC 5411", "MCC 4121", "MCC 7372"]
+
+
+def lead_code(rng: random.Random) -> str:
+    """A bank's own reference printed before the descriptor (``#CODE NAME*CODE CITY ST``,
+    common on credit-union statements). It is bank text: no key (LABELING.md rule 6)."""
+    r = rng.random()
+    if r < 0.45:
+        return "#" + digits(rng, rng.choice([6, 7, 8, 9, 10, 12]))
+    if r < 0.65:
+        return "#" + alnum(rng, rng.randint(6, 10))
+    if r < 0.85:
+        return digits(rng, rng.choice([8, 10, 11, 12]))
+    return rng.choice(["REF ", "TRN ", "#REF", "SEQ ", "ID "]) + digits(rng, rng.randint(6, 10))

@@ -4,17 +4,29 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from finextract.config import BaseRunConfig, LoraBase, StepTrainBase
 
 
 class ModelSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name_or_path: str = Field(..., description="hub id or local folder of a causal LM with a chat template")
+    name_or_path: str = Field(..., description="hub id, local folder, .gguf file, or an offline catalog name "
+                              "(`finextract models`: smollm2-135m-instruct, gemma3-270m)")
+    gguf_file: str | None = Field(None, description="a GGUF file inside the folder name_or_path (converted once "
+                                  "into a cached plain folder; docs/causal-lm.md)")
     precision: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="weights/compute dtype (bf16 needs a GPU)")
     attn_implementation: str | None = Field("sdpa", description="'sdpa', 'eager', 'flash_attention_2' or null")
     trust_remote_code: bool = False
+
+    @model_validator(mode="after")
+    def _join_gguf_file(self) -> "ModelSection":
+        """``name_or_path: folder`` + ``gguf_file: x.gguf`` -> ``folder/x.gguf`` (idempotent)."""
+        if self.gguf_file and not self.name_or_path.lower().endswith(".gguf"):
+            from pathlib import Path
+
+            self.name_or_path = str(Path(self.name_or_path) / self.gguf_file)
+        return self
 
 
 class PromptSection(BaseModel):

@@ -28,17 +28,27 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False) -> Any:
+    """Tokenizer of a hub id, folder, ``.gguf`` file or catalog name (GGUFs: the converted folder's)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    from finextract.backends.causal_lm.gguf import resolve_base_path
+
+    tok = AutoTokenizer.from_pretrained(resolve_base_path(path), trust_remote_code=trust_remote_code)
     tok.padding_side = "left"
     return tok
 
 
 def load_base_model(name_or_path: str | Path, precision: str, attn_implementation: str | None,
                     device: torch.device, trust_remote_code: bool = False) -> Any:
+    """Base model of a hub id, folder, ``.gguf`` file or catalog name (``finextract models``).
+
+    A GGUF is converted once into a cached plain folder (``backends/causal_lm/gguf.py``).
+    """
     from transformers import AutoModelForCausalLM
 
+    from finextract.backends.causal_lm.gguf import resolve_base_path
+
+    name_or_path = resolve_base_path(name_or_path)
     kwargs: dict[str, Any] = {"dtype": resolve_dtype(precision, device), "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation

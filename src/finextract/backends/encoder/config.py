@@ -31,6 +31,17 @@ class EncoderModelConfig(BaseModel):
     tagging: Literal["bio"] = Field("bio", description="span tagging scheme over sub-word tokens")
     case_features: bool = Field(True, description="add a learned embedding of each token's original capitalisation "
                                 "(uncased encoders otherwise cannot see it)")
+    lexical_features: bool = Field(False, description="add learned embeddings of world-knowledge features per token: "
+                                   "city gazetteer (US zipcodes + major Canadian cities, abbreviations, cut-off prefixes), "
+                                   "state/province/country codes, processor prefixes, number shapes")
+    pointer_head: bool = Field(False, description="also train per-key start/end pointer heads with a null option "
+                                "(single-valued tasks); needed for decoder: pointer")
+    decoder: Literal["auto", "bio", "pointer", "argmax"] = Field(
+        "bio", description="bio: best span per single-valued key by summed log-probability with a null option "
+        "(Viterbi for multi-valued keys); pointer: the start/end heads; argmax: per-token argmax runs (old); "
+        "auto: whichever of bio/pointer scores higher on the validation split after training")
+    inword_penalty: float = Field(1.0, ge=0, description="log-odds a span edge between two letters/digits of one "
+                                  "word must win by (0: no word snapping)")
     dropout: float | None = Field(None, ge=0, le=0.9, description="override the encoder's hidden dropout")
 
 
@@ -52,6 +63,9 @@ class EncoderTrainConfig(StepTrainBase):
     warmup_ratio: float = Field(0.06, ge=0, lt=1)
     weight_decay: float = Field(0.01, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
+    freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and the first N transformer layers "
+                               "(faster CPU training; 0 = train everything)")
+    length_buckets: bool = Field(False, description="batch texts of similar length together (less padding)")
     keep_last: int = Field(1, ge=1, description="newest checkpoints kept for resuming (the best one is always kept)")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'")

@@ -11,8 +11,8 @@ from typing import Any
 
 from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
-from finextract.backends.encoder.model import (EncoderExtractor, count_parameters, load_model_from_checkpoint,
-                                               torch_forward)
+from finextract.backends.encoder.model import (EncoderExtractor, count_parameters, decode_options,
+                                               load_model_from_checkpoint, torch_forward)
 
 __all__ = ["EncoderExtractor", "load"]
 
@@ -47,4 +47,5 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
     tagger.to(device).eval()
     return EncoderExtractor(torch_forward(tagger, device), tok, task, cfg.model.max_length, bs,
                             info={"checkpoint": str(ckpt), "runtime": "torch", "parameters": count_parameters(tagger)},
-                            case_features=tagger.case is not None)
+                            case_features=tagger.case is not None, lexical_features=tagger.lex is not None,
+                            decode_options=decode_options(cfg, ckpt))

@@ -5,6 +5,9 @@ A checkpoint folder holds everything inference needs, so it can be copied alone:
     step-N/model/        save_pretrained weights + tokenizer (full fine-tuning)
     step-N/adapter/      peft adapter + tagging head (LoRA); the base comes from model.name_or_path
     step-N/case.safetensors  capitalisation embedding (when model.case_features)
+    step-N/lex.safetensors   lexical-feature embedding (when model.lexical_features)
+    step-N/pointer.safetensors  start/end pointer head (when model.pointer_head)
+    step-N/calibration.json  fitted confidence temperature (best checkpoint, after training)
     step-N/labels.json   label names in id order
     step-N/state.pt      optimizer, scheduler, RNG states, step (resume only)
     step-N/model.onnx, model.int8.onnx   after ``finextract export-onnx``
@@ -22,7 +25,8 @@ import numpy as np
 
 from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
-from finextract.backends.encoder.tagging import N_CASE_IDS, case_ids, decode, label_names, softmax
+from finextract.backends.encoder.features import N_CASE_IDS, N_LEX_IDS, featurize
+from finextract.backends.encoder.tagging import IGNORE, DecodeOptions, decode_with_confidence, label_names
 from finextract.extractor import Extractor, Prediction
 from finextract.tasks import Task
 
@@ -101,35 +105,104 @@ def wrap_lora(model: Any, cfg: EncoderRunConfig):
     return get_peft_model(model, lcfg)
 
 
-def make_tagger(model: Any, case_features: bool):
-    """Wrap the HF model with the optional capitalisation embedding into one ``nn.Module``.
+def make_tagger(model: Any, case_features: bool, lexical_features: bool = False, pointer_keys: int = 0):
+    """Wrap the HF model with the optional extra embeddings and pointer head into one ``nn.Module``.
 
-    The embedding starts at zero, so step 0 is exactly the pretrained encoder; it is added to
-    the word embeddings (``inputs_embeds``), which every HF encoder accepts, so any
-    architecture and LoRA keep working and ONNX export sees one plain graph.
+    The capitalisation and lexical embeddings (:mod:`~finextract.backends.encoder.features`)
+    start at zero, so step 0 is exactly the pretrained encoder; they are added to the word
+    embeddings (``inputs_embeds``), which every HF encoder accepts, so any architecture and
+    LoRA keep working and ONNX export sees one plain graph. ``pointer_keys > 0`` adds a
+    start/end head per key (reading-comprehension style, null option on position 0); its
+    logits are appended to the BIO logits, so every runtime still has one output.
     """
     import torch
+    from transformers.modeling_outputs import TokenClassifierOutput
 
     class Tagger(torch.nn.Module):
-        def __init__(self, inner: Any, case: Any):
+        def __init__(self, inner: Any, case: Any, lex: Any, pointer: Any):
             super().__init__()
             self.model = inner
             self.case = case
+            self.lex = lex
+            self.pointer = pointer
 
-        def forward(self, input_ids, attention_mask=None, token_type_ids=None, case_ids=None, labels=None):
-            kw = {"attention_mask": attention_mask, "labels": labels}
+        def forward(self, input_ids, attention_mask=None, token_type_ids=None, case_ids=None, lex_ids=None,
+                    labels=None):
+            kw: dict[str, Any] = {"attention_mask": attention_mask}
             if token_type_ids is not None:
                 kw["token_type_ids"] = token_type_ids
-            if self.case is None:
-                return self.model(input_ids=input_ids, **kw)
-            embeds = self.model.get_input_embeddings()(input_ids) + self.case(case_ids)
-            return self.model(inputs_embeds=embeds, **kw)
+            if self.pointer is not None:
+                kw["output_hidden_states"] = True
+            if self.case is None and self.lex is None:
+                kw["input_ids"] = input_ids
+            else:
+                embeds = self.model.get_input_embeddings()(input_ids)
+                if self.case is not None:
+                    embeds = embeds + self.case(case_ids)
+                if self.lex is not None:
+                    embeds = embeds + self.lex(lex_ids).sum(-2)
+                kw["inputs_embeds"] = embeds
+            out = self.model(**kw)
+            logits = out.logits
+            loss = None
+            if labels is not None:
+                loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(),
+                                                         ignore_index=IGNORE)
+            if self.pointer is not None:
+                ptr = self.pointer(out.hidden_states[-1]).to(logits.dtype)  # [B, T, 2K]
+                if labels is not None:
+                    loss = loss + pointer_loss(ptr, labels)
+                logits = torch.cat([logits, ptr], -1)
+            return TokenClassifierOutput(loss=loss, logits=logits)
 
-    case = None
+    case = lex = pointer = None
     if case_features:
         case = torch.nn.Embedding(N_CASE_IDS, model.config.hidden_size)
         torch.nn.init.zeros_(case.weight)
-    return Tagger(model, case)
+    if lexical_features:
+        lex = torch.nn.Embedding(N_LEX_IDS, model.config.hidden_size)
+        torch.nn.init.zeros_(lex.weight)
+    if pointer_keys:
+        pointer = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(model.config.hidden_size, 2 * pointer_keys))
+    return Tagger(model, case, lex, pointer)
+
+
+def pointer_targets(labels: Any, n_keys: int) -> tuple[Any, Any]:
+    """Gold start/end token per key from BIO labels (``[B, K]`` each; 0 = the null option).
+
+    Single-valued keys label one occurrence, so the first ``B-k`` and the end of its run
+    are the span; a key without ``B-k`` points both ends at position 0 ([CLS]).
+    """
+    import torch
+
+    B, T = labels.shape
+    idx = torch.arange(T, device=labels.device).expand(B, T)
+    starts, ends = [], []
+    for k in range(n_keys):
+        is_b = labels == 1 + 2 * k
+        has = is_b.any(1)
+        first = torch.where(is_b, idx, T).min(1).values
+        stop = (idx > first[:, None]) & (labels != 2 + 2 * k)
+        last = torch.where(stop, idx, T).min(1).values - 1
+        starts.append(torch.where(has, first, 0))
+        ends.append(torch.where(has, last, 0))
+    return torch.stack(starts, 1), torch.stack(ends, 1)
+
+
+def pointer_loss(ptr: Any, labels: Any) -> Any:
+    """Cross-entropy of the start and end pointers of every key over the real tokens + [CLS]."""
+    import torch
+
+    B, T, two_k = ptr.shape
+    k = two_k // 2
+    start_t, end_t = pointer_targets(labels, k)
+    valid = labels != IGNORE
+    valid[:, 0] = True  # the null option
+    masked = ptr.float().masked_fill(~valid[:, :, None], -1e4)
+    ce = torch.nn.functional.cross_entropy
+    loss_s = ce(masked[:, :, :k].transpose(1, 2).reshape(B * k, T), start_t.reshape(-1))
+    loss_e = ce(masked[:, :, k:].transpose(1, 2).reshape(B * k, T), end_t.reshape(-1))
+    return (loss_s + loss_e) / 2
 
 
 def save_model(tagger: Any, tokenizer: Any, path: Path, task: Task, lora: bool) -> None:
@@ -138,11 +211,17 @@ def save_model(tagger: Any, tokenizer: Any, path: Path, task: Task, lora: bool) 
     sub = path / ("adapter" if lora else "model")
     tagger.model.save_pretrained(sub)
     tokenizer.save_pretrained(sub)
-    if tagger.case is not None:
-        from safetensors.torch import save_file
+    from safetensors.torch import save_file
 
-        save_file({"weight": tagger.case.weight.detach().cpu().contiguous()}, str(path / "case.safetensors"))
+    for name in _EXTRA_PARTS:
+        part = getattr(tagger, name)
+        if part is not None:
+            state = {k: v.detach().cpu().contiguous() for k, v in part.state_dict().items()}
+            save_file(state, str(path / f"{name}.safetensors"))
     (path / "labels.json").write_text(json.dumps(label_names(task)), encoding="utf-8")
+
+
+_EXTRA_PARTS = ("case", "lex", "pointer")  # saved beside the HF weights as NAME.safetensors
 
 
 def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, trainable: bool = False):
@@ -166,12 +245,14 @@ def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, tr
     else:
         model = AutoModelForTokenClassification.from_pretrained(ckpt / "model", local_files_only=True)
         tok = load_tokenizer(str(ckpt / "model"))
-    case_file = ckpt / "case.safetensors"
-    tagger = make_tagger(model, case_file.exists())
-    if case_file.exists():
-        from safetensors.torch import load_file
+    files = {name: ckpt / f"{name}.safetensors" for name in _EXTRA_PARTS}
+    tagger = make_tagger(model, files["case"].exists(), files["lex"].exists(),
+                         len(task.key_names) if files["pointer"].exists() else 0)
+    from safetensors.torch import load_file
 
-        tagger.case.load_state_dict(load_file(str(case_file)))
+    for name, f in files.items():
+        if f.exists():
+            getattr(tagger, name).load_state_dict(load_file(str(f)))
     return tagger, tok
 
 
@@ -190,12 +271,17 @@ class EncoderExtractor(Extractor):
     """Tags spans with an encoder and decodes them into exact substrings of each text.
 
     ``forward`` is the only runtime-specific part (PyTorch or ONNX Runtime), so both share
-    tokenisation, batching and decoding and can only differ by the model's numbers.
+    featurisation (:func:`~finextract.backends.encoder.features.featurize`), batching and
+    decoding and can only differ by the model's numbers.
+
+    Confidence is a side channel: :meth:`predict` keeps the ``list[dict | None]`` contract
+    and :meth:`predict_with_confidence` returns ``(values, confidence per key)`` pairs.
     """
 
     def __init__(self, forward: Forward, tokenizer: Any, task: Task, max_length: int,
                  batch_size: int = 64, input_names: Sequence[str] | None = None, info: dict[str, Any] | None = None,
-                 case_features: bool = False):
+                 case_features: bool = False, lexical_features: bool = False,
+                 decode_options: DecodeOptions | None = None):
         self.forward = forward
         self.tokenizer = tokenizer
         self.task = task
@@ -204,34 +290,57 @@ class EncoderExtractor(Extractor):
         self.input_names = list(input_names) if input_names else None
         self.info = info or {}
         self.case_features = case_features
+        self.lexical_features = lexical_features
+        self.decode_options = decode_options or DecodeOptions()
 
     def _encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True,
-                             return_offsets_mapping=True, return_tensors="np")
-        offsets = [[(int(s), int(e)) for s, e in row] for row in enc.pop("offset_mapping")]
-        batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
-        if self.case_features:
-            batch["case_ids"] = np.asarray([case_ids(t, o) for t, o in zip(texts, offsets)], dtype=np.int64)
-        if self.input_names is not None:
-            batch = {k: v for k, v in batch.items() if k in self.input_names}
-        return batch, offsets
+        return featurize(self.tokenizer, texts, self.max_length, case=self.case_features,
+                         lex=self.lexical_features, input_names=self.input_names)
 
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Batched and sorted by length, so padding (wasted compute) stays small."""
+    def logits(self, texts: Sequence[str]) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
+        """``(offsets, logits [T, n_outputs])`` per text: what decoders and calibration start from."""
         texts = list(texts)
-        out: list[Prediction] = [None] * len(texts)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[Any] = [None] * len(texts)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))  # little padding per batch
         for b in range(0, len(order), self.batch_size):
             idx = order[b:b + self.batch_size]
-            chunk = [texts[i] for i in idx]
-            batch, offsets = self._encode(chunk)
-            probs = softmax(self.forward(batch))
+            batch, offsets = self._encode([texts[i] for i in idx])
+            logits = self.forward(batch)
             for j, i in enumerate(idx):
-                out[i] = decode(texts[i], offsets[j], probs[j], self.task)
+                out[i] = (offsets[j], logits[j])
         return out
 
+    def predict_with_confidence(self, texts: Sequence[str], options: DecodeOptions | None = None
+                                ) -> list[tuple[Prediction, dict[str, Any]]]:
+        """One ``(values, confidence)`` pair per text; confidence maps each key to the
+        calibrated probability that its value (or its emptiness) is right."""
+        opts = options or self.decode_options
+        texts = list(texts)
+        return [decode_with_confidence(t, off, lg, self.task, opts) for t, (off, lg) in zip(texts, self.logits(texts))]
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        return [values for values, _ in self.predict_with_confidence(texts)]
+
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "backend": "encoder", "max_length": self.max_length, **self.info}
+        return {**super().describe(), "backend": "encoder", "max_length": self.max_length,
+                "decoder": self.decode_options.method, "temperature": self.decode_options.temperature, **self.info}
+
+
+def decode_options(cfg: EncoderRunConfig, ckpt: Path | None = None) -> DecodeOptions:
+    """The run's decoder settings. What training fitted afterwards lives in ``ckpt/calibration.json``:
+    the confidence temperature and, for ``model.decoder: auto``, the decoder chosen on validation."""
+    fitted: dict[str, Any] = {}
+    if ckpt is not None and (ckpt / "calibration.json").exists():
+        fitted = json.loads((ckpt / "calibration.json").read_text(encoding="utf-8"))
+    method = cfg.model.decoder
+    if method == "auto":
+        method = fitted.get("decoder", "bio")
+    return DecodeOptions(method=method, inword_penalty=cfg.model.inword_penalty,
+                         temperature=_temperature(fitted.get("temperature", 1.0)))
+
+
+def _temperature(value: Any) -> float | dict[str, float]:
+    return {k: float(v) for k, v in value.items()} if isinstance(value, dict) else float(value)
 
 
 def count_parameters(model: Any) -> int:

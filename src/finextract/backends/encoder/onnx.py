@@ -14,8 +14,8 @@ from typing import Any
 
 from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
-from finextract.backends.encoder.model import EncoderExtractor, load_model_from_checkpoint, load_tokenizer
-from finextract.backends.encoder.tagging import case_ids
+from finextract.backends.encoder.model import EncoderExtractor, decode_options, load_model_from_checkpoint, load_tokenizer
+from finextract.backends.encoder.features import featurize
 from finextract.tasks import Task
 
 log = logging.getLogger("finextract")
@@ -41,11 +41,9 @@ def export_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, quantize: b
     model, tok = load_model_from_checkpoint(ckpt, cfg, task)
     model.eval()
     sample = ["SQ *Example Store 123 SPRINGFIELD IL", "x"]
-    enc = tok(sample, padding=True, return_tensors="pt", return_offsets_mapping=True)
-    offsets = enc.pop("offset_mapping").tolist()
-    if model.case is not None:
-        enc["case_ids"] = torch.tensor([case_ids(t, o) for t, o in zip(sample, offsets)])
-    names = [k for k in ("input_ids", "attention_mask", "token_type_ids", "case_ids") if k in enc]
+    batch, _ = featurize(tok, sample, cfg.model.max_length, case=model.case is not None, lex=model.lex is not None)
+    enc = {k: torch.from_numpy(v) for k, v in batch.items()}
+    names = [k for k in ("input_ids", "attention_mask", "token_type_ids", "case_ids", "lex_ids") if k in enc]
 
     class Wrapped(torch.nn.Module):
         """Positional inputs -> logits only, so the graph has plain tensor inputs/outputs."""
@@ -58,7 +56,7 @@ def export_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, quantize: b
             return self.inner(**dict(zip(names, args))).logits  # inner: a Tagger
 
     fp32 = ckpt / FP32_NAME
-    axes = {n: {0: "batch", 1: "seq"} for n in names}
+    axes = {n: {0: "batch", 1: "seq"} for n in names}  # lex_ids: [batch, seq, channels]
     axes["logits"] = {0: "batch", 1: "seq"}
     import warnings
 
@@ -103,6 +101,7 @@ def onnx_extractor(ckpt: Path, cfg: EncoderRunConfig, task: Task, batch_size: in
         return sess.run(["logits"], {k: batch[k] for k in input_names})[0]
 
     return EncoderExtractor(forward, tok, task, cfg.model.max_length, batch_size, input_names=input_names,
-                            case_features="case_ids" in input_names,
+                            case_features="case_ids" in input_names, lexical_features="lex_ids" in input_names,
+                            decode_options=decode_options(cfg, ckpt),
                             info={"checkpoint": str(ckpt), "runtime": "onnx-int8" if quantized else "onnx-fp32",
                                   "onnx_file": str(path), "onnx_mb": round(path.stat().st_size / 2**20, 2)})

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(Path("runs/quickstart"), "--out", "-o", help="run directory (config: output_dir)"),
         n: int = typer.Option(6000, "--n", min=20, help="generated descriptors (split 80/10/10 into train/validation/test)"),
         epochs: float = typer.Option(2.0, "--epochs", min=0.01, help="training epochs (config: train.epochs)"),
-        max_length: int = typer.Option(64, "--max-length", min=8, help="sub-word tokens per descriptor (config: model.max_length)"),
+        max_length: int = typer.Option(48, "--max-length", min=8, help="sub-word tokens per descriptor (config: model.max_length)"),
         batch_size: int = typer.Option(32, "--batch-size", min=1, help="config: train.batch_size"),
         lr: float = typer.Option(1e-4, "--lr", help="encoder learning rate (config: train.learning_rate)"),
         model: str | None = typer.Option(None, "--model", help="encoder folder or hub id (default: bundled MiniLM-L6)"),
@@ -106,9 +106,12 @@ def register(app: typer.Typer) -> None:
             "backend": "encoder", "task": "merchant", "output_dir": str(out), "seed": seed,
             "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "test": str(paths["test"]),
                      "eval_sets": {"pilot": str(pilot_path)} if pilot_path.exists() else {}},
-            "model": {"max_length": max_length, **({"name_or_path": model} if model else {})},
+            # issue 11: lexical features + pointer heads, decoder chosen on validation, length-bucketed
+            # batches; max_length 48 covers generated descriptors (the rest are cut, and counted)
+            "model": {"max_length": max_length, "lexical_features": True, "pointer_head": True, "decoder": "auto",
+                      **({"name_or_path": model} if model else {})},
             "train": {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "head_learning_rate": 1e-3,
-                      "checkpoint_every": 100, "num_threads": threads},
+                      "checkpoint_every": 100, "num_threads": threads, "length_buckets": True},
         }
         apply_overrides(raw, list(set_))
         try:

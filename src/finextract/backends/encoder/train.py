@@ -21,8 +21,10 @@ import numpy as np
 from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import (EncoderExtractor, build_model, count_parameters,
                                                load_model_from_checkpoint, load_tokenizer, make_tagger,
-                                               save_model, torch_forward)
-from finextract.backends.encoder.tagging import IGNORE, align_labels, case_ids
+                                               decode_options, save_model, torch_forward)
+from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers
+from finextract.backends.encoder.features import LEX_OFFSETS, token_features
+from finextract.backends.encoder.tagging import IGNORE, align_labels
 from finextract.errors import ConfigError, RunDirError
 from finextract.records import Record
 from finextract.rundir import RunDir, drop_checkpoint_file
@@ -43,7 +45,7 @@ class _Interrupt(Exception):
 
 
 def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length: int,
-                   with_case: bool = False) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+                   with_case: bool = False, with_lex: bool = False) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Tokenise records and align their gold values to BIO labels."""
     feats, placed, missed = [], 0, 0
     texts = [r.text for r in records]
@@ -56,8 +58,7 @@ def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length
             missed += al.missed
             feat = {k: enc[k][j] for k in enc if k != "offset_mapping"}
             feat["labels"] = al.labels
-            if with_case:
-                feat["case_ids"] = case_ids(rec.text, enc["offset_mapping"][j])
+            feat.update(token_features(rec.text, enc["offset_mapping"][j], with_case, with_lex))
             feats.append(feat)
     return feats, {"values_placed": placed, "values_missed": missed}
 
@@ -68,7 +69,7 @@ def collate(feats: list[dict[str, list[int]]], pad_id: int):
     width = max(len(f["input_ids"]) for f in feats)
     out: dict[str, Any] = {}
     for key in feats[0]:
-        pad = IGNORE if key == "labels" else (pad_id if key == "input_ids" else 0)
+        pad = IGNORE if key == "labels" else (pad_id if key == "input_ids" else (list(LEX_OFFSETS) if key == "lex_ids" else 0))
         out[key] = torch.tensor([f[key] + [pad] * (width - len(f[key])) for f in feats], dtype=torch.long)
     return out
 
@@ -155,13 +156,17 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     run = life.run
     life.val_records = val_recs
     tokenizer = load_tokenizer(cfg.model.name_or_path)
-    feats, align_stats = encode_records(train_recs, tokenizer, task, cfg.model.max_length, cfg.model.case_features)
+    if cfg.model.pointer_head and task.multi_valued:
+        raise ConfigError("model.pointer_head: pointer heads are for single-valued tasks (this task is multi-valued)")
+    feats, align_stats = encode_records(train_recs, tokenizer, task, cfg.model.max_length, cfg.model.case_features,
+                                        cfg.model.lexical_features)
     if align_stats["values_missed"]:
         log.warning("%d of %d gold values could not be tagged (not found in the text, cut by max_length=%d, "
                     "or overlapping another value)", align_stats["values_missed"],
                     align_stats["values_missed"] + align_stats["values_placed"], cfg.model.max_length)
 
     n = len(feats)
+    lengths = [len(f["input_ids"]) for f in feats]
     spe = math.ceil(n / tc.batch_size)
     total = tc.max_steps or max(1, math.ceil(tc.epochs * spe))
 
@@ -169,11 +174,13 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     if resumed is not None:
         model, state = resumed
     else:
-        model = make_tagger(build_model(cfg, task), cfg.model.case_features)
+        model = make_tagger(build_model(cfg, task), cfg.model.case_features, cfg.model.lexical_features,
+                            len(task.key_names) if cfg.model.pointer_head else 0)
+    freeze_lower_layers(model, tc.freeze_layers)
     model.to(device)
 
-    def is_new(name: str) -> bool:  # freshly initialised parts: the tagging head and the case embedding
-        return "classifier" in name or name.startswith("case.")
+    def is_new(name: str) -> bool:  # freshly initialised parts: tagging/pointer heads, extra embeddings
+        return "classifier" in name or name.startswith(("case.", "lex.", "pointer."))
 
     head = [p for n_, p in model.named_parameters() if p.requires_grad and is_new(n_)]
     body = [(n_, p) for n_, p in model.named_parameters() if p.requires_grad and not is_new(n_)]
@@ -195,7 +202,8 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
 
     def extractor() -> EncoderExtractor:
         return EncoderExtractor(torch_forward(model, device), tokenizer, task, cfg.model.max_length, tc.eval_batch_size,
-                                case_features=model.case is not None)
+                                case_features=model.case is not None, lexical_features=model.lex is not None,
+                                decode_options=decode_options(cfg))
 
     def evaluate(at: int) -> None:
         model.eval()
@@ -220,6 +228,8 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
         epoch, pos = divmod(step, spe)
         gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
         perm = torch.randperm(n, generator=gen).tolist()
+        if tc.length_buckets:
+            perm = bucket_by_length(perm, lengths, tc.batch_size, seed=cfg.seed * 100_003 + epoch)
         for b in range(pos, spe):
             batch = collate([feats[i] for i in perm[b * tc.batch_size:(b + 1) * tc.batch_size]],
                             tokenizer.pad_token_id or 0)
@@ -249,4 +259,8 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
                "train_seconds_this_session": round(time.time() - started, 1), "device": device, **align_stats}
     from finextract.backends.encoder.extractor import load
 
+    if val_recs:  # decoder choice (decoder: auto) and confidence temperature, fitted on the validation split
+        from finextract.backends.encoder.calibration import fit_after_training
+
+        summary["calibration"] = fit_after_training(run, cfg, load(str(run.root), "best", device=device), val_recs)
     return life.finish(lambda: load(str(run.root), "best", device=device), summary)

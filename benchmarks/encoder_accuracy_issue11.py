@@ -1,0 +1,205 @@
+"""Issue 11 accuracy benchmark: span decoders x lexical features x encoders, merchant and FIRE.
+
+One command trains every variant (in parallel processes when ``--parallel``; made for one
+GPU call) and scores each trained model with every decoder it supports on the generated
+test split, the real pilot memos (evaluation only, never trained on) and FIRE dev::
+
+    python benchmarks/encoder_accuracy_issue11.py --stage STAGE --out OUT [--parallel] [--jobs a,b]
+
+``STAGE`` holds ``minilm/`` and ``mpnet/`` model folders and ``data/`` (generated splits
+``m20k/``, ``q3k/``, ``q6k/``, ``fire/{train,dev}.jsonl``, ``pilot_memos.jsonl``).
+Writes ``OUT/jobs/NAME.json`` per job and ``OUT/encoder_accuracy_issue11.json`` for all.
+The word-snapping penalty is chosen on the *generated validation* split, never the pilot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+MERCHANT = {"task": "merchant", "data": "m20k", "max_length": 64, "bs": 32, "lr": 1e-4, "head_lr": 1e-3}
+FIRE = {"task": "fin-ner", "data": "fire", "max_length": 128, "bs": 16, "lr": 1e-4, "head_lr": 1e-3}
+
+JOBS: dict[str, dict] = {
+    # merchant, MiniLM: feature and head ablations, all trained on the same generated data
+    "m_base": {**MERCHANT, "model": "minilm", "lex": False, "pointer": False, "epochs": 3},
+    "m_lex": {**MERCHANT, "model": "minilm", "lex": True, "pointer": False, "epochs": 3},
+    "m_full": {**MERCHANT, "model": "minilm", "lex": True, "pointer": True, "epochs": 3, "export": True},
+    "m_mpnet": {**MERCHANT, "model": "mpnet", "lex": True, "pointer": True, "epochs": 2, "lr": 5e-5},
+    # quickstart recipes (F1 only here; CPU time is measured separately on 2 cores)
+    "q_a": {**MERCHANT, "data": "q3k", "model": "minilm", "lex": True, "pointer": True, "epochs": 1, "bs": 16,
+            "lr": 2e-4, "head_lr": 2e-3, "max_length": 48},
+    "q_b": {**MERCHANT, "data": "q6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 1,
+            "lr": 2e-4, "head_lr": 2e-3, "max_length": 48},
+    "q_c": {**MERCHANT, "data": "q6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 1,
+            "lr": 3e-4, "head_lr": 3e-3, "max_length": 48, "freeze": 2},
+    "q_d": {**MERCHANT, "data": "q6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 2, "max_length": 48},
+    # FIRE: longer training than the old 8 epochs, MiniLM and mpnet
+    "f_minilm": {**FIRE, "model": "minilm", "lex": False, "pointer": False, "epochs": 20},
+    "f_mpnet": {**FIRE, "model": "mpnet", "lex": False, "pointer": False, "epochs": 12, "lr": 5e-5},
+}
+PENALTIES = (0.0, 1.0, 2.0, 4.0)
+
+
+def config(name: str, job: dict, stage: Path, out: Path) -> dict:
+    d = stage / "data" / job["data"]
+    data = {"train": str(d / "train.jsonl"), "validation": str(d / ("dev.jsonl" if job["task"] == "fin-ner" else "validation.jsonl"))}
+    if job["task"] == "merchant":
+        data.update(test=str(d / "test.jsonl"), max_eval_records=500)
+    else:
+        data.update(skip_invalid=True)
+    steps_per_epoch = 133 if job["task"] == "fin-ner" else 200
+    return {"backend": "encoder", "task": job["task"], "output_dir": str(out / "runs" / name), "seed": 0, "data": data,
+            "model": {"name_or_path": str(stage / job["model"]), "max_length": job["max_length"],
+                      "lexical_features": job["lex"], "pointer_head": job["pointer"]},
+            "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
+                      "batch_size": job["bs"], "checkpoint_every": steps_per_epoch, "num_threads": 2, "progress": False,
+                      "freeze_layers": job.get("freeze", 0), "length_buckets": True,
+                      **({"max_steps": 3, "checkpoint_every": 3} if os.environ.get("BENCH_SMOKE") else {})}}
+
+
+def per_key(report) -> dict:
+    return {k: {"f1": round(c.f1, 4), "p": round(c.precision, 4), "r": round(c.recall, 4), "support": c.support}
+            for k, c in report.per_key.items()}
+
+
+def run_job(name: str, stage: Path, out: Path) -> dict:
+    import numpy as np
+
+    from finextract.backends.encoder import EncoderRunConfig, load, train
+    from finextract.backends.encoder.calibration import field_outcomes, reliability
+    from finextract.records import read_records
+    from finextract.scoring import coverage_table, score
+
+    job = JOBS[name]
+    cfg = EncoderRunConfig.model_validate(config(name, job, stage, out))
+    t0 = time.time()
+    summary = train(cfg)
+    result = {"job": name, "spec": job, "train_seconds": round(time.time() - t0, 1), "summary": summary}
+    ex = load(cfg.output_dir, "best", device="cuda" if _cuda() else "cpu")
+    task = ex.task
+    sets = {"validation": cfg.data.validation}
+    if task.name == "merchant":
+        sets.update(test=cfg.data.test, pilot=stage / "data" / "pilot_memos.jsonl")
+    decoders = ["argmax", "bio"] + (["pointer"] if job["pointer"] else [])
+    scores: dict = {}
+    for set_name, path in sets.items():
+        recs = read_records(path, task, skip_invalid=True)
+        texts, golds = [r.text for r in recs], [r.values for r in recs]
+        logits = ex.logits(texts)
+        from finextract.backends.encoder.tagging import decode_with_confidence
+
+        for dec in decoders:
+            for pen in (PENALTIES if dec != "argmax" else (0.0,)):
+                opts = replace(ex.decode_options, method=dec, inword_penalty=pen)
+                pairs = [decode_with_confidence(t, o, lg, task, opts) for t, (o, lg) in zip(texts, logits)]
+                rep = score(golds, [p for p, _ in pairs], task)
+                entry = {"micro_f1": round(rep.micro.f1, 4), "macro_f1": round(rep.macro_f1, 4), "n": rep.n_records,
+                         "per_key": per_key(rep)}
+                if not task.multi_valued and dec != "argmax" and pen == ex.decode_options.inword_penalty:
+                    conf, correct, _ = field_outcomes(pairs, golds, task)
+                    entry["reliability"] = reliability(conf, correct)
+                    entry["coverage"] = coverage_table(golds, pairs, task)
+                scores.setdefault(set_name, {})[f"{dec}@{pen:g}"] = entry
+    result["scores"] = scores
+    result["temperature"] = ex.decode_options.temperature
+    if job.get("export"):
+        result["export"] = export_checkpoint(cfg.output_dir, out)
+    (out / "jobs").mkdir(parents=True, exist_ok=True)
+    (out / "jobs" / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def export_checkpoint(run_dir: str, out: Path) -> list[str]:
+    """Best checkpoint with fp16 encoder weights, tarred and split into <= 15 MiB parts (for the trip back)."""
+    import tarfile
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from finextract.rundir import RunDir
+
+    run = RunDir(Path(run_dir))
+    ckpt = run.resolve_checkpoint("best")
+    st = ckpt / "model" / "model.safetensors"
+    save_file({k: v.half().contiguous() if v.is_floating_point() else v for k, v in load_file(str(st)).items()}, str(st))
+    tar = out / "model.tar"
+    with tarfile.open(tar, "w") as t:
+        t.add(ckpt, arcname="best", filter=lambda i: None if i.name.endswith(("state.pt", ".onnx")) else i)
+        t.add(run.config_path, arcname="config.yaml")
+    data = tar.read_bytes()
+    tar.unlink()
+    parts = []
+    for i in range(0, len(data), 15 * 2**20):
+        p = out / f"model.tar.{i // (15 * 2**20):02d}"
+        p.write_bytes(data[i:i + 15 * 2**20])
+        parts.append(p.name)
+    del torch
+    return parts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--jobs", default=",".join(JOBS))
+    ap.add_argument("--job", help="run one job in this process (used by --parallel)")
+    ap.add_argument("--parallel", action="store_true", help="one process per job, all at once")
+    ap.add_argument("--deadline-s", type=float, default=0, help="with --parallel: kill jobs still running after this")
+    args = ap.parse_args()
+    if args.job:
+        run_job(args.job, args.stage, args.out)
+        return
+    names = [n for n in args.jobs.split(",") if n]
+    t0 = time.time()
+
+    def merge() -> dict:
+        results = {}
+        for n in names:
+            f = args.out / "jobs" / f"{n}.json"
+            results[n] = json.loads(f.read_text()) if f.exists() else {"job": n, "error": "no result (see logs)"}
+        (args.out / "encoder_accuracy_issue11.json").write_text(json.dumps(results, indent=1, default=str))
+        return results
+
+    if args.parallel:
+        procs = {}
+        (args.out / "logs").mkdir(parents=True, exist_ok=True)
+        for n in names:
+            log = open(args.out / "logs" / f"{n}.log", "w")
+            procs[n] = subprocess.Popen([sys.executable, __file__, "--stage", str(args.stage), "--out", str(args.out),
+                                         "--job", n], stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        while procs:
+            time.sleep(2)
+            for n, p in list(procs.items()):
+                if p.poll() is not None:
+                    print(f"{n}: rc={p.returncode} at {time.time() - t0:.0f}s", flush=True)
+                    del procs[n]
+                    merge()
+                elif args.deadline_s and time.time() - t0 > args.deadline_s:
+                    p.kill()
+                    print(f"{n}: killed at the {args.deadline_s}s deadline", flush=True)
+                    del procs[n]
+    else:
+        for n in names:
+            run_job(n, args.stage, args.out)
+    results = merge()
+    for n, r in results.items():
+        s = r.get("scores", {})
+        line = {k: {d: v["micro_f1"] for d, v in s[k].items()} for k in s}
+        print(n, r.get("train_seconds"), json.dumps(line))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""Per-token input features beside the sub-word ids: one featurizer for training, PyTorch and ONNX.
+
+Why: the encoder is uncased and small. Two kinds of extra ids are added, each through a
+learned embedding that starts at zero (so step 0 is the pretrained encoder):
+
+* ``case_ids`` ``[B, T]``: the token's original capitalisation (see :func:`case_ids`).
+* ``lex_ids`` ``[B, T, 4]``: world knowledge and shapes, one small vocabulary per channel
+  (:data:`LEX_CHANNELS`), offset into one shared embedding table:
+
+  - ``city``: part of a city of the state/province printed right after it (exact, or a
+    cut-off prefix such as ``FT LAUDERDA`` before ``FL``), a city glued to its state
+    (``SAN FRANCISCOCA``), or a larger city anywhere; begin/inside variants.
+  - ``region``: US state, Canadian province, country code, or ambiguous (``CA``).
+  - ``prefix``: a known payment-processor prefix (``SQ *``, ``TST*``) or the generic shape of
+    one (2-5 letters/digits glued to ``*`` at a word start); begin/inside.
+  - ``shape``: phone-like, ZIP / ZIP+4, store-number-like, date-like, money, long alphanumeric code.
+
+:func:`featurize` is the one function that turns texts into the model's inputs (a plain
+dict of int64 arrays), so every runtime feeds the model the same numbers.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from finextract.backends.encoder.gazetteer import gazetteer, processor_prefixes, region_class
+
+N_CASE_IDS = 16
+
+# channel name -> number of values (0 = none); ids are offset so one embedding table holds all.
+LEX_CHANNELS: dict[str, int] = {"city": 8, "region": 5, "prefix": 5, "shape": 9}
+LEX_OFFSETS = np.cumsum([0] + list(LEX_CHANNELS.values())[:-1]).tolist()
+N_LEX_IDS = 32
+assert sum(LEX_CHANNELS.values()) <= N_LEX_IDS
+
+CITY_EXACT, CITY_EXACT_IN, CITY_PREFIX, CITY_PREFIX_IN, CITY_GLUED, CITY_MAJOR, CITY_MAJOR_IN = range(1, 8)
+PREFIX_KNOWN, PREFIX_KNOWN_IN, PREFIX_SHAPE, PREFIX_SHAPE_IN = range(1, 5)
+SHAPE_ZIP5, SHAPE_ZIP9, SHAPE_PHONE, SHAPE_STORE, SHAPE_CODE, SHAPE_DATE, SHAPE_LONGNUM, SHAPE_MONEY = range(1, 9)
+
+
+# ------------------------------------------------------------------ capitalisation
+def _shape(piece: str) -> int:
+    letters = [c for c in piece if c.isalpha()]
+    if letters:
+        if all(c.islower() for c in letters):
+            return 1
+        if all(c.isupper() for c in letters):
+            return 2 if len(letters) > 1 else 3
+        return 3 if piece[:1].isupper() and all(c.islower() for c in letters[1:]) else 4
+    if piece.isdigit():
+        return 5
+    return 6 if piece.isascii() else 7
+
+
+def case_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """A small id per token describing the *original* characters the uncased tokenizer hides.
+
+    Why: an uncased encoder cannot tell "Apple" (a company) from "apple", nor "US" from
+    "us"; capitalisation is the strongest single cue for names. Ids: 0 special/padding;
+    1 lower, 2 UPPER, 3 Title, 4 MiXed, 5 digits, 6 punctuation, 7 other; +8 when the
+    token starts a whitespace-separated word.
+    """
+    out = []
+    for s, e in offsets:
+        if s >= e:
+            out.append(0)
+            continue
+        word_start = s == 0 or text[s - 1].isspace()
+        out.append(_shape(text[s:e]) + (8 if word_start else 0))
+    return out
+
+
+# ------------------------------------------------------------------ words
+_STRIP = "\"',.;:()[]{}"
+
+
+def words(text: str) -> list[tuple[int, int, str]]:
+    """Whitespace-separated words without surrounding quotes/commas: ``(start, end, UPPER)``."""
+    out = []
+    for m in re.finditer(r"\S+", text):
+        s, e = m.start(), m.end()
+        while s < e and text[s] in _STRIP:
+            s += 1
+        while e > s and text[e - 1] in _STRIP:
+            e -= 1
+        if s < e:
+            out.append((s, e, text[s:e].upper()))
+    return out
+
+
+def _mark(arr: list[int], start: int, end: int, begin: int, inside: int | None = None) -> None:
+    """Label characters ``[start, end)``: ``begin`` on the first, ``inside`` on the rest (if not already set)."""
+    inside = begin if inside is None else inside
+    for c in range(start, end):
+        if arr[c] == 0:
+            arr[c] = begin if c == start else inside
+
+
+def _mark_words(arr: list[int], ws: list[tuple[int, int, str]], i: int, j: int, begin: int, inside: int) -> None:
+    """Words ``i..j-1``: the first word's first char ``begin``, everything else ``inside``."""
+    for k in range(i, j):
+        s, e, _ = ws[k]
+        for c in range(s, e):
+            if arr[c] == 0:
+                arr[c] = begin if (k == i and c == s) else inside
+
+
+def city_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> list[int]:
+    """Per character: the ``city`` channel value (see module docstring)."""
+    gaz = gazetteer()
+    ws = words(text) if ws is None else ws
+    arr = [0] * len(text)
+    ups = [w for _, _, w in ws]
+    longest = min(gaz.max_words, 5)
+    for j, (_, _, word) in enumerate(ws):  # runs ending right before a region code
+        region = word if region_class(word) in (1, 2, 4) else None
+        if region is None or j == 0:
+            continue
+        best = None
+        for n in range(min(longest, j), 0, -1):
+            run = " ".join(ups[j - n:j])
+            if gaz.is_city(run, region):
+                best = (n, CITY_EXACT, CITY_EXACT_IN)
+                break
+            if best is None and gaz.is_city_prefix(run, region):
+                best = (n, CITY_PREFIX, CITY_PREFIX_IN)
+        if best:
+            n, b, i = best
+            _mark_words(arr, ws, j - n, j, b, i)
+    for j, (s, e, word) in enumerate(ws):  # a city glued to its state: "SAN FRANCISCOCA", "TORONTOON"
+        nxt = ups[j + 1] if j + 1 < len(ups) else ""
+        if arr[s] or len(word) <= 4 or not word[-3:].isalpha() or region_class(word[-2:]) not in (1, 2, 4) \
+                or region_class(nxt) in (1, 2, 4):
+            continue
+        state, stem = word[-2:], word[:-2]
+        for n in range(min(longest, j + 1), 0, -1):
+            run = " ".join(ups[j - n + 1:j] + [stem])
+            if gaz.is_city(run, state) and not any(arr[c] for c in range(ws[j - n + 1][0], e)):
+                _mark(arr, ws[j - n + 1][0], e - 2, CITY_GLUED)
+                break
+    for i in range(len(ws)):  # larger cities anywhere
+        for n in (3, 2, 1):
+            if i + n > len(ws):
+                continue
+            run = " ".join(ups[i:i + n])
+            if len(run) >= 4 and gaz.is_major_city(run) and all(arr[c] == 0 for c in range(ws[i][0], ws[i + n - 1][1])):
+                _mark_words(arr, ws, i, i + n, CITY_MAJOR, CITY_MAJOR_IN)
+                break
+    return arr
+
+
+def region_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> list[int]:
+    ws = words(text) if ws is None else ws
+    arr = [0] * len(text)
+    for s, e, w in ws:
+        if 2 <= len(w) <= 3 and w.isalpha():
+            _mark(arr, s, e, region_class(w))
+        elif len(w) > 4 and w[-2:].isalpha() and w[-3].isalpha() and region_class(w[-2:]) in (1, 2, 4):
+            pass  # a glued "CITYST": the city channel marks it; the tail is left to the model
+    return arr
+
+
+_GENERIC_PREFIX = re.compile(r"[A-Z0-9]{2,5} ?\*", re.IGNORECASE)
+
+
+def prefix_chars(text: str) -> list[int]:
+    arr = [0] * len(text)
+    up = text.upper()
+    for m in re.finditer(r"\S+", text):
+        s = m.start()
+        for p in processor_prefixes():
+            if up.startswith(p, s):
+                end = s + len(p)
+                glued_ok = p[-1] in "* " or end >= len(text) or not text[end].isalnum()
+                if glued_ok:
+                    _mark(arr, s, end, PREFIX_KNOWN, PREFIX_KNOWN_IN)
+                    break
+        else:
+            g = _GENERIC_PREFIX.match(text, s)
+            if g and (s == 0 or text[s - 1].isspace()):
+                _mark(arr, s, g.end(), PREFIX_SHAPE, PREFIX_SHAPE_IN)
+    return arr
+
+
+_SHAPES: list[tuple[re.Pattern[str], int]] = [
+    (re.compile(r"(?<![\w])(?:\+?1[\s.-]?)?\(?\d{3}\)?[\s.-]?\d{3}[\s.-]?\d{4}(?!\w)"), SHAPE_PHONE),
+    (re.compile(r"(?<![\w-])\d{5}-\d{4}(?!\w)"), SHAPE_ZIP9),
+    (re.compile(r"(?<![\w/-])\d{1,2}[/-]\d{1,2}(?:[/-]\d{2,4})?(?![\w/])"), SHAPE_DATE),
+    (re.compile(r"(?<![\w.])\$?\d{1,7}\.\d{2}(?![\w.])"), SHAPE_MONEY),
+    (re.compile(r"(?<![\w-])\d{5}(?![\w-])"), SHAPE_ZIP5),
+    (re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z0-9]*\d)(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{6,}(?![A-Za-z0-9])"), SHAPE_CODE),
+    (re.compile(r"(?<!\w)\d{6,}(?!\w)"), SHAPE_LONGNUM),
+    (re.compile(r"#\s?\d{1,6}(?!\w)|(?<![\w#.$-])\d{2,4}(?![\w.,/-])"), SHAPE_STORE),
+]
+
+
+def shape_chars(text: str) -> list[int]:
+    arr = [0] * len(text)
+    for pattern, value in _SHAPES:
+        for m in pattern.finditer(text):
+            if all(arr[c] == 0 for c in range(m.start(), m.end())):
+                _mark(arr, m.start(), m.end(), value)
+    return arr
+
+
+def lex_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """``[T, 4]`` offset ids (city, region, prefix, shape) per token; special tokens get each channel's 0."""
+    ws = words(text)
+    chans = [city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text)]
+    out = []
+    for s, e in offsets:
+        row = []
+        for arr, off in zip(chans, LEX_OFFSETS):
+            v = 0
+            if s < e:
+                # the token's strongest value: a begin value if it starts a match, else what it covers
+                vals = [arr[c] for c in range(s, min(e, len(arr))) if arr[c]]
+                v = vals[0] if vals else 0
+            row.append(off + v)
+        out.append(row)
+    return out
+
+
+# ------------------------------------------------------------------ the featurizer
+def token_features(text: str, offsets: Sequence[tuple[int, int]], case: bool, lex: bool) -> dict[str, Any]:
+    """The extra per-token inputs for one text (lists; :func:`featurize` stacks them)."""
+    out: dict[str, Any] = {}
+    if case:
+        out["case_ids"] = case_ids(text, offsets)
+    if lex:
+        out["lex_ids"] = lex_ids(text, offsets)
+    return out
+
+
+def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool = True, lex: bool = False,
+              input_names: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+    """Texts -> ``({input name: int64 array}, offsets)``: what every runtime feeds the model.
+
+    ``input_names`` keeps only the inputs a graph declares (ONNX); ``offsets`` map tokens
+    back to characters for decoding.
+    """
+    texts = list(texts)
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True,
+                    return_offsets_mapping=True, return_tensors="np")
+    offsets = [[(int(s), int(e)) for s, e in row] for row in enc.pop("offset_mapping")]
+    batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+    extra = [token_features(t, o, case, lex) for t, o in zip(texts, offsets)]
+    for name in (["case_ids"] if case else []) + (["lex_ids"] if lex else []):
+        batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64)
+    if input_names is not None:
+        batch = {k: v for k, v in batch.items() if k in input_names}
+    return batch, offsets

@@ -1,0 +1,101 @@
+"""Lexical features: gazetteer (abbreviations, cut-off and glued cities), region codes, prefixes, shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from finextract.backends.encoder import default_model_path
+from finextract.backends.encoder.features import (CITY_EXACT, CITY_GLUED, CITY_PREFIX, LEX_CHANNELS, LEX_OFFSETS,
+                                                  PREFIX_KNOWN, PREFIX_SHAPE, SHAPE_PHONE, SHAPE_STORE, SHAPE_ZIP5,
+                                                  SHAPE_ZIP9, city_chars, featurize, prefix_chars, region_chars,
+                                                  shape_chars)
+from finextract.backends.encoder.gazetteer import gazetteer, region_class, spellings
+from finextract.backends.encoder.model import load_tokenizer
+
+pytest.importorskip("zipcodes")
+
+
+def at(arr, text, piece):
+    """The channel value at the first character of ``piece`` in ``text``."""
+    return arr[text.index(piece)]
+
+
+def test_spellings_abbreviate_network_style():
+    assert {"FORT LAUDERDALE", "FT LAUDERDALE"} <= spellings("Fort Lauderdale")
+    assert "N LAS VEGAS" in spellings("North Las Vegas")
+    assert "ST LOUIS" in spellings("St. Louis")
+
+
+@pytest.mark.parametrize("text,city,value", [
+    ("SQ *BLUE BOTTLE COFFEE SAN FRANCISCO CA", "SAN FRANCISCO", CITY_EXACT),
+    ("HARBOR VIEW SEAFOOD RESTA FT LAUDERDA FL 33301", "FT LAUDERDA", CITY_PREFIX),  # cut at the field width
+    ("TST* JOES PIZZA N LAS VEGA NV", "N LAS VEGA", CITY_PREFIX),
+    ("WAL-MART #1234 SAN FRANCISCOCA", "SAN FRANCISCO", CITY_GLUED),  # city glued to its state
+    ("TIM HORTONS #2231 TORONTO ON", "TORONTO", CITY_EXACT),  # hand-written Canadian list
+])
+def test_city_runs(text, city, value):
+    arr = city_chars(text)
+    start = text.index(city)
+    assert arr[start] == value
+    assert all(arr[c] for c in range(start, start + len(city)) if text[c] != " ")
+    assert arr[start - 2] == 0 or text[start - 2] == " "  # the name before the city is not a city
+
+
+def test_city_needs_its_state_for_prefix_matches():
+    # "LAUDERDA" is a prefix of a Florida city, not of a Texas one
+    assert city_chars("JOES FT LAUDERDA TX")[5] != CITY_PREFIX
+
+
+def test_region_codes():
+    assert region_class("TX") == 1 and region_class("ON") == 2 and region_class("GBR") == 3 and region_class("CA") == 4
+    text = "STORE 12 AUSTIN TX USA"
+    arr = region_chars(text)
+    assert at(arr, text, "TX") == 1 and at(arr, text, "USA") == 3 and at(arr, text, "STORE") == 0
+
+
+def test_processor_prefixes_known_and_generic():
+    text = "SQ *BLUE MOON"
+    assert prefix_chars(text)[0] == PREFIX_KNOWN
+    text = "XYZ*BRAND CHICAGO IL"  # not in the generator's list: the generic shape
+    arr = prefix_chars(text)
+    assert arr[0] == PREFIX_SHAPE and arr[text.index("BRAND")] == 0
+
+
+def test_number_shapes():
+    text = "ACME #0042 55 MAIN ST 94103 80525-1234 (415) 555-0134"
+    arr = shape_chars(text)
+    assert at(arr, text, "#0042") == SHAPE_STORE
+    assert at(arr, text, "94103") == SHAPE_ZIP5
+    assert at(arr, text, "80525-1234") == SHAPE_ZIP9
+    assert at(arr, text, "(415)") == SHAPE_PHONE
+
+
+def test_featurize_gives_int64_inputs_of_one_shape():
+    tok = load_tokenizer(default_model_path())
+    texts = ["SQ *BLUE BOTTLE COFFEE SAN FRANCISCO CA", "x"]
+    batch, offsets = featurize(tok, texts, 64, case=True, lex=True)
+    assert set(batch) >= {"input_ids", "attention_mask", "case_ids", "lex_ids"}
+    assert all(v.dtype == np.int64 for v in batch.values())
+    B, T = batch["input_ids"].shape
+    assert batch["lex_ids"].shape == (B, T, len(LEX_CHANNELS))
+    # special and padding tokens carry each channel's "none" id; ids stay inside their channel's range
+    assert batch["lex_ids"][1, -1].tolist() == LEX_OFFSETS
+    for c, (off, size) in enumerate(zip(LEX_OFFSETS, LEX_CHANNELS.values())):
+        assert ((batch["lex_ids"][..., c] >= off) & (batch["lex_ids"][..., c] < off + size)).all()
+    only = featurize(tok, texts, 64, case=True, lex=True, input_names=["input_ids", "lex_ids"])[0]
+    assert set(only) == {"input_ids", "lex_ids"}
+
+
+def test_gazetteer_is_not_fit_to_the_pilot(shared_data):
+    """The hand-written Canadian list must not be mined from the pilot memos' vendors."""
+    from finextract.backends.encoder.gazetteer import CANADIAN_CITIES
+
+    import json
+
+    vendors = set()
+    for line in (shared_data / "merchant" / "pilot_memos.jsonl").read_text(encoding="utf-8").splitlines():
+        vendors.add(json.loads(line).get("vendor", "").upper())
+    hand = {c for cs in CANADIAN_CITIES.values() for c in cs}
+    assert not (hand & vendors)
+    assert gazetteer().is_city("TORONTO", "ON")
