@@ -163,7 +163,9 @@ def export_grammar(run_dir: str | Path, out_dir: str | Path | None = None) -> di
     out = Path(out_dir) if out_dir else run.root / "grammar"
     out.mkdir(parents=True, exist_ok=True)
     tok_dir = run.root / "tokenizer" if (run.root / "tokenizer").exists() else cfg.model.name_or_path
-    tok = load_tokenizer(tok_dir, cfg.model.trust_remote_code)
+    from finextract.backends.causal_lm.extractor import allowed_remote_code
+
+    tok = load_tokenizer(tok_dir, allowed_remote_code(None, cfg.model.trust_remote_code, run.config_path))
     pieces = prompt_pieces(tok, task, cfg.prompt.style, cfg.prompt.enable_thinking)
     (out / "grammar.lark").write_text(lark_template(task))
     (out / "grammar.ebnf").write_text(ebnf_template(task))
