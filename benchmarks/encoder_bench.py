@@ -1,13 +1,19 @@
-"""Encoder benchmark: F1 and CPU speed of PyTorch vs ONNX int8 (and the CRF when available).
+"""Encoder CPU benchmark: PyTorch fp32 vs the ONNX Runtime variants, F1 and speed, in one run.
 
-Each variant runs in its own subprocess so its peak memory is its own. Prints a table and
-writes ``benchmarks/results/encoder_bench.json`` and ``encoder_bench.md``.
+Each (variant, repeat) runs in its own subprocess, so peak memory is its own and no variant
+warms another's caches; repeats are interleaved (A B C, A B C, ...), so a burst of load from
+other jobs hits every variant alike. Reported: medians over repeats, and the fast/fp32 ratio
+of each repeat (both measured minutes apart in the same run), with the load average seen.
 
-    python benchmarks/encoder_bench.py --run runs/encoder-merchant [--crf-run runs/crf-merchant] \
-        --data ../shared/data/merchant/pilot_memos.jsonl --threads 2
+    python benchmarks/encoder_bench.py --run runs/qs --data ../shared/data/merchant/pilot_memos.jsonl \
+        --heldout runs/qs/data/test.jsonl --threads 2 --repeats 3 [--crf-run runs/crf]
 
-F1 is exact match on ``--data``; throughput is ``finextract.speed.measure_throughput`` over
-``--n-texts`` texts (the data's texts repeated) at batch 64, latency from batches of one.
+Variants: ``pytorch`` (the fp32 reference), ``onnx:fp32``, ``onnx`` (the variant export-onnx
+chose), any ``onnx:NAME`` from ``onnx/meta.json``, and ``onnx:NAME:nobucket`` (length buckets
+off, to see what they gain). F1 is exact-match micro/macro on
+``--data`` (and ``--heldout``); throughput is ``finextract.speed.measure_throughput`` over
+``--n-texts`` texts (``--data``'s texts repeated, in file order) at batch 64, latency from
+batches of one. Writes ``benchmarks/results/{--name}.json`` and ``.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,90 +31,177 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 
 
+def load_for(variant: str, run_dir: str, threads: int):
+    from finextract.extractor import load_extractor
+
+    if variant in ("pytorch", "crf"):
+        return load_extractor(run_dir, "best", num_threads=threads)
+    _, name, flag = (variant.split(":") + ["", ""])[:3]  # onnx[:NAME[:nobucket]]
+    return load_extractor(run_dir, "best", runtime="onnx", variant=name or None, num_threads=threads,
+                          bucket=flag != "nobucket")
+
+
 def measure(args: argparse.Namespace) -> dict:
-    """Child process: load one variant, score it, time it, report peak RSS."""
+    """Child process: load one variant, (optionally) score it, time it, report peak RSS."""
     import torch
 
     torch.set_num_threads(args.threads)
-    from finextract.extractor import load_extractor
     from finextract.records import read_records
     from finextract.speed import measure_throughput, peak_rss_mb
 
-    kw = {}
-    if args.variant == "onnx-int8":
-        kw = {"runtime": "onnx", "quantized": True, "num_threads": args.threads}
-    elif args.variant == "onnx-fp32":
-        kw = {"runtime": "onnx", "quantized": False, "num_threads": args.threads}
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    ex = load_extractor(args.run_dir, "best", **kw)
+    ex = load_for(args.variant, args.run_dir, args.threads)
     load_s = time.perf_counter() - t0
     records = read_records(args.data, ex.task, skip_invalid=True)
-    report, _ = ex.evaluate(records)
+    row: dict = {"variant": args.variant, "runtime": ex.describe().get("runtime"), "load_s": round(load_s, 2)}
+    if args.score:
+        sets = {"pilot": records}
+        if args.heldout:
+            sets["generated"] = read_records(args.heldout, ex.task, skip_invalid=True)
+        for name, recs in sets.items():
+            report, preds = ex.evaluate(recs)
+            row[f"{name}_micro_f1"] = report.micro.f1
+            row[f"{name}_macro_f1"] = report.macro_f1
+            row[f"{name}_n"] = report.n_records
+            row[f"{name}_predictions"] = preds
     texts = [r.text for r in records]
     texts = (texts * (args.n_texts // max(1, len(texts)) + 1))[:args.n_texts]
     speed = measure_throughput(ex, texts, batch_size=64, latency_samples=100, repeats=3)
-    return {"variant": args.variant, "run_dir": args.run_dir, "load_s": load_s, "micro_f1": report.micro.f1,
-            "macro_f1": report.macro_f1, "per_key_f1": {k: c.f1 for k, c in report.per_key.items()},
-            "n_records": report.n_records, "invalid_rate": report.invalid_rate, **speed,
-            "peak_rss_mb": peak_rss_mb(), "threads": args.threads}
+    row.update({k: speed[k] for k in ("samples_per_s", "samples_per_s_all", "p50_ms", "p90_ms", "p99_ms")})
+    row.update({"peak_rss_mb": round(peak_rss_mb(), 1), "threads": args.threads,
+                "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)})
+    return row
+
+
+def run_child(args: argparse.Namespace, variant: str, run_dir: str, score: bool) -> dict:
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    cmd = [sys.executable, __file__, "--run", args.run, "--data", args.data, "--threads", str(args.threads),
+           "--n-texts", str(args.n_texts), "--variant", variant, "--run-dir", run_dir]
+    if args.heldout:
+        cmd += ["--heldout", args.heldout]
+    if score:
+        cmd.append("--score")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if proc.returncode:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"{variant} failed")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def differing(a: list, b: list, texts: list[str]) -> list[dict]:
+    return [{"index": i, "text": texts[i], "fp32": x, "variant": y} for i, (x, y) in enumerate(zip(a, b)) if x != y]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", required=True, help="encoder run directory")
+    ap.add_argument("--run", required=True, help="encoder run directory (export-onnx done)")
     ap.add_argument("--crf-run", help="CRF run directory on the same task (optional)")
-    ap.add_argument("--data", required=True, help="labeled JSONL to score and to draw texts from")
+    ap.add_argument("--data", required=True, help="labeled JSONL (the pilot memos) to score and draw texts from")
+    ap.add_argument("--heldout", help="labeled held-out generated JSONL, also scored")
+    ap.add_argument("--variants", default="pytorch,onnx:fp32,onnx", help="comma-separated; first is the reference")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-texts", type=int, default=2000)
-    ap.add_argument("--name", default="encoder_bench", help="results file stem")
+    ap.add_argument("--repeats", type=int, default=3, help="subprocess runs per variant (medians reported)")
+    ap.add_argument("--name", default="encoder_cpu", help="results file stem")
+    ap.add_argument("--note", default="", help="free text stored with the results (e.g. whether the machine was shared)")
     ap.add_argument("--variant", help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--score", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.variant:  # child
         print(json.dumps(measure(args)))
         return
 
+    from finextract.backends.encoder.onnx import cpu_flags, read_meta
+    from finextract.records import read_records
     from finextract.rundir import RunDir
 
-    run = RunDir(args.run)
-    ckpt = run.resolve_checkpoint("best")
-    if not (ckpt / "model.int8.onnx").exists():
-        subprocess.run([sys.executable, "-m", "finextract", "export-onnx", args.run], check=True)
-    variants = [("pytorch", args.run), ("onnx-int8", args.run)]
+    ckpt = RunDir(args.run).resolve_checkpoint("best")
+    meta = read_meta(ckpt)
+    if meta is None:
+        raise SystemExit(f"{ckpt}: run `finextract export-onnx {args.run}` first")
+    variants = [(v, args.run) for v in args.variants.split(",")]
     if args.crf_run:
         variants.append(("crf", args.crf_run))
-    rows = []
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    for variant, run_dir in variants:
-        print(f"measuring {variant} ...", file=sys.stderr)
-        proc = subprocess.run([sys.executable, __file__, "--run", args.run, "--data", args.data, "--threads",
-                               str(args.threads), "--n-texts", str(args.n_texts), "--variant", variant,
-                               "--run-dir", run_dir], capture_output=True, text=True, env=env)
-        if proc.returncode:
-            print(proc.stderr[-3000:], file=sys.stderr)
-            raise SystemExit(f"{variant} failed")
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    runs: dict[str, list[dict]] = {v: [] for v, _ in variants}
+    t_start = time.time()
+    for rep in range(args.repeats):
+        for variant, run_dir in variants:
+            print(f"[{time.strftime('%H:%M:%S')}] repeat {rep + 1}/{args.repeats}: {variant}", file=sys.stderr, flush=True)
+            runs[variant].append(run_child(args, variant, run_dir, score=rep == 0))
 
-    lines = ["| variant | micro-F1 | macro-F1 | desc/s (batch 64, median of 3) | p50 ms (1 text) | p90 ms | peak RSS MB |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    ref_name = variants[0][0]
+    pilot_texts = [r.text for r in read_records(args.data, meta_task(args.run), skip_invalid=True)]
+    held_texts = ([r.text for r in read_records(args.heldout, meta_task(args.run), skip_invalid=True)]
+                  if args.heldout else [])
+    rows = []
+    for variant, _ in variants:
+        rs = runs[variant]
+        first = rs[0]
+        row = {"variant": variant, "runtime": first["runtime"], "repeats": len(rs),
+               "samples_per_s": statistics.median(r["samples_per_s"] for r in rs),
+               "samples_per_s_runs": [round(r["samples_per_s"], 1) for r in rs],
+               "p50_ms": statistics.median(r["p50_ms"] for r in rs), "p50_ms_runs": [round(r["p50_ms"], 3) for r in rs],
+               "p90_ms": statistics.median(r["p90_ms"] for r in rs),
+               "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
+               "load_average": [r["load_average_before"] for r in rs]}
+        for s in ("pilot", "generated"):
+            if f"{s}_micro_f1" in first:
+                row[f"{s}_micro_f1"] = first[f"{s}_micro_f1"]
+                row[f"{s}_macro_f1"] = first[f"{s}_macro_f1"]
+        if variant != "crf" and variant != ref_name:
+            ref0 = runs[ref_name][0]
+            row["ratio_vs_ref_runs"] = [round(a["samples_per_s"] / b["samples_per_s"], 3)
+                                        for a, b in zip(rs, runs[ref_name])]
+            row["ratio_vs_ref"] = statistics.median(row["ratio_vs_ref_runs"])
+            row["p50_ratio_vs_ref"] = statistics.median(a["p50_ms"] / b["p50_ms"] for a, b in zip(rs, runs[ref_name]))
+            for s, texts in (("pilot", pilot_texts), ("generated", held_texts)):
+                if f"{s}_predictions" in first:
+                    row[f"{s}_delta_points"] = round(100 * (first[f"{s}_micro_f1"] - ref0[f"{s}_micro_f1"]), 3)
+                    diffs = differing(ref0[f"{s}_predictions"], first[f"{s}_predictions"], texts)
+                    row[f"{s}_differing_records"] = len(diffs)
+                    row[f"{s}_differences"] = diffs
+        rows.append(row)
+
+    def f1(r: dict, s: str) -> str:
+        if f"{s}_micro_f1" not in r:
+            return "-"
+        d = f" ({r[f'{s}_delta_points']:+.2f}, {r[f'{s}_differing_records']} differ)" if f"{s}_delta_points" in r else ""
+        return f"{r[f'{s}_micro_f1']:.4f}{d}"
+
+    chosen = meta.get("chosen")
+    lines = [f"| variant | runtime | pilot micro-F1 (change pts, records differing) | generated test micro-F1 | "
+             f"desc/s batch 64 (median of {args.repeats}) | x vs {ref_name} | p50 ms 1 text | p90 ms | peak RSS MB |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['variant']} | {r['micro_f1']:.4f} | {r['macro_f1']:.4f} | {r['samples_per_s']:.0f} | "
-                     f"{r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['peak_rss_mb']:.0f} |")
-    base = rows[0]
-    for r in rows[1:]:
-        lines.append(f"\n{r['variant']} vs pytorch: throughput x{r['samples_per_s'] / base['samples_per_s']:.2f}, "
-                     f"p50 x{r['p50_ms'] / base['p50_ms']:.2f}, micro-F1 {r['micro_f1'] - base['micro_f1']:+.4f}")
+        ratio = f"x{r['ratio_vs_ref']:.2f}" if "ratio_vs_ref" in r else "-"
+        lines.append(f"| {r['variant']} | {r['runtime']} | {f1(r, 'pilot')} | {f1(r, 'generated')} | "
+                     f"{r['samples_per_s']:.0f} | {ratio} | {r['p50_ms']:.2f} | {r['p90_ms']:.2f} | {r['peak_rss_mb']:.0f} |")
     table = "\n".join(lines)
-    print(table)
+    loads = [x for r in rows for x in r["load_average"]]
+    info = (f"run `{args.run}` (onnx chosen: `{chosen}`), data `{args.data}`, {args.threads} threads, "
+            f"{args.n_texts} texts, {args.repeats} interleaved repeats, load average {min(loads):.1f}-{max(loads):.1f} "
+            f"on {os.cpu_count()} cores; {cpu_flags()['model']}")
+    print(info + "\n\n" + table)
+    for r in rows:
+        print(f"{r['variant']}: desc/s per repeat {r['samples_per_s_runs']}, ratios {r.get('ratio_vs_ref_runs', '-')}")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    meta = {"data": args.data, "threads": args.threads, "n_texts": args.n_texts, "cpu_count": os.cpu_count(),
-            "load_average_at_end": os.getloadavg(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2), encoding="utf-8")
-    (RESULTS / f"{args.name}.md").write_text(
-        f"# {args.name}\n\ndata: `{args.data}`, {args.threads} threads, {args.n_texts} texts, "
-        f"load average at end {meta['load_average_at_end'][0]:.1f} on {meta['cpu_count']} cores (shared machine)\n\n"
-        + table + "\n", encoding="utf-8")
+    out_meta = {"run": args.run, "data": args.data, "heldout": args.heldout, "threads": args.threads,
+                "n_texts": args.n_texts, "repeats": args.repeats, "cpu": cpu_flags(), "chosen": chosen,
+                "note": args.note, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t_start)),
+                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    (RESULTS / f"{args.name}.json").write_text(json.dumps({"meta": out_meta, "rows": rows}, indent=2), encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text(f"# {args.name}\n\n{info}\n\n{args.note}\n\n{table}\n", encoding="utf-8")
+
+
+def meta_task(run: str):
+    from finextract.backends import get_backend  # noqa: F401  (registers backends)
+    from finextract.rundir import RunDir
+    from finextract.tasks import load_task
+
+    return load_task(RunDir(run).read_config().get("task", "merchant"))
 
 
 if __name__ == "__main__":

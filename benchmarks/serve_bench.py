@@ -9,7 +9,11 @@
 3. Extracts ``--rows`` texts with Spark ``local[2]`` (``finextract.spark.extract_column``)
    and with the single-process ``finextract batch``; rows/s of each.
 
-Prints a table and writes benchmarks/results/serve_bench.{json,md}.
+``--run RUN`` serves an existing run instead of training one, and ``--runtimes torch,onnx``
+measures the server (and ``finextract batch``) once per runtime in the same invocation, so the
+ONNX fast path (``finextract export-onnx RUN`` first) is compared with PyTorch minutes apart.
+
+Prints a table and writes benchmarks/results/{--name}.{json,md} (default serve_bench).
 """
 
 from __future__ import annotations
@@ -53,7 +57,7 @@ def train(work: Path, data: Path, model: str, steps: int) -> Path:
     sets = [f"backend={model}", "task=merchant", f"output_dir={run}", f"data.train={data / 'train.jsonl'}",
             f"data.validation={data / 'validation.jsonl'}", "data.max_eval_records=100"]
     if model == "encoder":
-        sets += [f"train.max_steps={steps}", f"train.eval_every={steps}", "train.batch_size=16",
+        sets += [f"train.max_steps={steps}", f"train.checkpoint_every={steps}", "train.batch_size=16",
                  "train.num_threads=2", "train.progress=false", "train.learning_rate=1e-4",
                  "train.head_learning_rate=1e-3"]
     else:
@@ -118,15 +122,17 @@ def batch_hist(url: str) -> tuple[float, float]:
     return count, total
 
 
-def bench_server(run: Path, texts: list[str], levels: list[int], duration: float, threads: int) -> dict:
-    from finextract.extractor import load_extractor
+def bench_server(run: Path, texts: list[str], levels: list[int], duration: float, threads: int,
+                 runtime: str = "torch") -> dict:
+    from finextract.runtime import load_with_runtime
     from finextract.serve.server import free_port
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "FINEXTRACT_LOG": "WARNING"}
     proc = subprocess.Popen([PY, "-m", "finextract", "serve", str(run), "--port", str(port), "--max-batch", "64",
-                             "--max-wait-ms", "5", "--log-level", "warning"], env=env, start_new_session=True)
+                             "--max-wait-ms", "5", "--log-level", "warning", "--runtime", runtime, "--no-access-log"], env=env,
+                            start_new_session=True)
     try:
         deadline = time.time() + 120
         while True:
@@ -141,8 +147,9 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
         # correctness first: served == offline on 200 texts
         sample = texts[:200]
         served = httpx.post(f"{url}/v1/extract", json={"texts": sample}, timeout=120).json()["results"]
-        offline = load_extractor(run).predict(sample)
-        equal = [r["fields"] for r in served] == offline
+        offline = load_with_runtime(run, None, runtime).predict(sample)
+        same = sum(r["fields"] == o for r, o in zip(served, offline))
+        equal = same == len(sample)  # dynamic int8 is batch-dependent (per-batch activation scales): see docs
         asyncio.run(drive(url, texts, 8, 2.0))  # warm-up
         rows = []
         for c in levels:
@@ -152,13 +159,30 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
             res["mean_batch"] = round((s1 - s0) / max(1.0, c1 - c0), 1)
             rows.append(res)
             log(f"{c} clients: {res}")
-        return {"served_equals_offline_200": equal, "levels": rows, "server_threads": threads}
+        return {"runtime": runtime, "served_equals_offline_200": equal, "served_equal_offline_count": same, "levels": rows, "server_threads": threads}
     finally:
         proc.terminate()
         try:
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def bench_batch(run: Path, texts: list[str], work: Path, runtime: str) -> dict:
+    """``finextract batch`` wall time (interpreter start + model load included, like a real job)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = work / "rows.parquet"
+    pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), src, row_group_size=500)
+    out = work / f"batch_out_{runtime}.jsonl"
+    out.unlink(missing_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    t0 = time.perf_counter()
+    subprocess.run([PY, "-m", "finextract", "batch", str(run), "-i", str(src), "-o", str(out), "--batch-size", "64",
+                    "--runtime", runtime], check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    secs = time.perf_counter() - t0
+    return {"runtime": runtime, "rows": len(texts), "batch_s": round(secs, 2), "batch_rows_per_s": round(len(texts) / secs, 1)}
 
 
 def bench_spark_vs_batch(run: Path, texts: list[str], work: Path) -> dict:
@@ -209,28 +233,53 @@ def main() -> None:
     ap.add_argument("--server-threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--skip-spark", action="store_true")
+    ap.add_argument("--run", type=Path, help="serve this existing run instead of training one")
+    ap.add_argument("--texts", type=Path, help="JSONL of texts to send (default: the generated training split)")
+    ap.add_argument("--runtimes", default="torch", help="comma-separated server runtimes: torch, onnx")
+    ap.add_argument("--name", default="serve_bench", help="results file stem")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="fx-serve-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    data = make_data(work, max(3000, args.rows + 1000))
-    run = work / f"{args.model}-run"
-    if not (run / "DONE").exists():
-        run = train(work, data, args.model, args.train_steps)
-    texts = texts_of(data / "train.jsonl", args.rows)
-    server = bench_server(run, texts, [int(x) for x in args.levels.split(",")], args.duration, args.server_threads)
+    if args.run:
+        run = args.run
+        texts = texts_of(args.texts, args.rows) if args.texts else None
+        if texts is None:
+            raise SystemExit("--run needs --texts FILE.jsonl")
+    else:
+        data = make_data(work, max(3000, args.rows + 1000))
+        run = work / f"{args.model}-run"
+        if not (run / "DONE").exists():
+            run = train(work, data, args.model, args.train_steps)
+        texts = texts_of(args.texts or data / "train.jsonl", args.rows)
+    runtimes = args.runtimes.split(",")
+    servers = [bench_server(run, texts, [int(x) for x in args.levels.split(",")], args.duration, args.server_threads, rt)
+               for rt in runtimes]
+    server = servers[0]
+    batches = [bench_batch(run, texts, work, rt) for rt in runtimes] if len(runtimes) > 1 or runtimes != ["torch"] else []
     spark = None if args.skip_spark else bench_spark_vs_batch(run, texts, work)
-    result = {"model": args.model, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
-              "duration_s_per_level": args.duration, "server": server, "spark_vs_batch": spark,
+    result = {"model": args.model, "run": str(run), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+              "load_average_at_end": os.getloadavg(), "duration_s_per_level": args.duration, "server": server,
+              "servers": servers, "batch": batches, "spark_vs_batch": spark,
               "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "serve_bench.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
-    lines = [f"model: {args.model} | server torch threads: {args.server_threads} | {os.cpu_count()} CPUs "
-             f"(shared) | served==offline on 200 texts: {server['served_equals_offline_200']}", "",
-             "| clients | requests | errors | req/s | p50 ms | p99 ms | mean batch |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in server["levels"]:
-        lines.append(f"| {r['clients']} | {r['requests']} | {r['errors']} | {r['rps']} | {r['p50_ms']} | "
-                     f"{r['p99_ms']} | {r['mean_batch']} |")
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    lines = [f"model: {args.model} | server threads: {args.server_threads} | {os.cpu_count()} CPUs "
+             f"(shared; load average at end {os.getloadavg()[0]:.1f})", "",
+             "| runtime | clients | requests | errors | req/s | p50 ms | p99 ms | mean batch | served == offline (of 200) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for srv in servers:
+        for r in srv["levels"]:
+            lines.append(f"| {srv['runtime']} | {r['clients']} | {r['requests']} | {r['errors']} | {r['rps']} | "
+                         f"{r['p50_ms']} | {r['p99_ms']} | {r['mean_batch']} | {srv['served_equal_offline_count']} |")
+    if len(servers) > 1:
+        base = {r["clients"]: r["rps"] for r in servers[0]["levels"]}
+        for srv in servers[1:]:
+            ratios = ", ".join(f"{r['clients']} clients x{r['rps'] / base[r['clients']]:.2f}" for r in srv["levels"]
+                               if base.get(r["clients"]))
+            lines.append(f"\n{srv['runtime']} vs {servers[0]['runtime']} req/s: {ratios}")
+    if batches:
+        lines += ["", "| finextract batch runtime | rows | seconds (incl. start + load) | rows/s |", "|---|---:|---:|---:|"]
+        lines += [f"| {b['runtime']} | {b['rows']} | {b['batch_s']} | {b['batch_rows_per_s']} |" for b in batches]
     if spark:
         lines += ["", "| job | rows | seconds | rows/s |", "|---|---:|---:|---:|",
                   f"| finextract batch (1 process, 2 threads) | {spark['rows']} | {spark['batch_s']} | "
@@ -239,7 +288,7 @@ def main() -> None:
                   f"{spark['spark_rows_per_s']} |",
                   "", f"Spark / batch throughput ratio: {spark['spark_over_batch']}"]
     table = "\n".join(lines)
-    (RESULTS / "serve_bench.md").write_text(table + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text(table + "\n", encoding="utf-8")
     print(table)
 
 

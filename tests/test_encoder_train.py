@@ -117,22 +117,6 @@ def test_lora_trains_and_loads_merged(tmp_path, tiny_random):
     assert len(ex.predict(["SQ *TURTLE TOWER SAN FRANCISCO CA"])) == 1
 
 
-@pytest.mark.slow
-def test_onnx_int8_export_matches_torch(tmp_path, tiny_random):
-    pytest.importorskip("onnxruntime")
-    from finextract.backends.encoder.onnx import export_checkpoint
-
-    cfg = make_cfg(tmp_path / "run", tiny_random)
-    train(cfg)
-    run = RunDir(cfg.output_dir)
-    paths = export_checkpoint(run.resolve_checkpoint(), cfg, cfg.load_task())
-    assert paths["int8"].stat().st_size < paths["fp32"].stat().st_size
-    texts = [r.text for r in read_records(SAMPLE, cfg.load_task())]
-    torch_preds = load(str(run.root)).predict(texts)
-    assert load(str(run.root), runtime="onnx", quantized=False).predict(texts) == torch_preds
-    assert len(load(str(run.root), runtime="onnx").predict(texts)) == len(texts)
-
-
 def test_missing_training_data_is_a_config_error(tmp_path):
     cfg = EncoderRunConfig.model_validate({"backend": "encoder", "output_dir": str(tmp_path / "r")})
     with pytest.raises(ConfigError, match="data.train"):

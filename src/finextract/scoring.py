@@ -16,6 +16,7 @@ whitespace:
 from __future__ import annotations
 
 import math
+
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from finextract.runtime import RUNTIME_HELP
+
 
 def register(app: typer.Typer) -> None:
     @app.command("batch")
@@ -21,6 +23,7 @@ def register(app: typer.Typer) -> None:
                                                    "(never the input; emptied only once the input checked out)"),
         max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's "
                                                         "max_text_chars); a longer one is an error naming its line"),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Extract every row of a file, in bounded memory.
 
@@ -31,11 +34,11 @@ def register(app: typer.Typer) -> None:
         """
         from finextract.batch import OUTPUT_SUFFIXES, run_batch
         from finextract.console import console
-        from finextract.extractor import load_extractor
         from finextract.records import check_output_path
+        from finextract.runtime import load_with_runtime
 
         check_output_path(output, OUTPUT_SUFFIXES)  # before the model is loaded
-        extractor = load_extractor(run_dir, checkpoint)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime)
         summary = run_batch(extractor, input, output, batch_size=batch_size, text_column=text_column,
                             overwrite=overwrite, max_chars=max_chars)
         console.print_json(json.dumps(summary.to_dict()))

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from finextract.runtime import RUNTIME_HELP
+
 TRUST_HELP = ("let the model folder run its own Python (transformers trust_remote_code); never taken from "
               "the run's config.yaml (env: FINEXTRACT_TRUST_REMOTE_CODE=1)")
 SET_HELP = "override a config field, e.g. --set train.learning_rate=1e-4 (repeatable; value parsed as YAML)"
@@ -72,6 +74,7 @@ def register(app: typer.Typer) -> None:
         max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's "
                                                         "max_text_chars); a longer one is an error"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Extract structured fields from texts with a trained run.
 
@@ -80,15 +83,15 @@ def register(app: typer.Typer) -> None:
         """
         _trust_remote_code(trust_remote_code)
         from finextract.errors import UserError
-        from finextract.extractor import load_extractor
         from finextract.errors import InputError
         from finextract.records import check_output_path, read_texts, unicode_problem, write_predictions
+        from finextract.runtime import load_with_runtime
 
         if output is not None:
             check_output_path(output, (".jsonl", ".json", ".csv"))
         if not texts and input is None:
             raise UserError("nothing to predict: give texts as arguments or --input FILE")
-        extractor = load_extractor(run_dir, checkpoint)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime)
         limit = max_chars or extractor.task.max_text_chars
         items = []
         for i, text in enumerate(texts or []):
@@ -131,17 +134,18 @@ def register(app: typer.Typer) -> None:
         predictions: Path | None = typer.Option(None, "--predictions", help="also write the predictions JSONL here"),
         skip_invalid: bool = typer.Option(False, help="drop invalid gold records instead of refusing the file"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
         _trust_remote_code(trust_remote_code)
         from finextract.console import console
-        from finextract.extractor import load_extractor
         from finextract.records import check_output_path, read_records, write_predictions
+        from finextract.runtime import load_with_runtime
 
         for path in (out, predictions):
             if path is not None:
                 check_output_path(path)
-        extractor = load_extractor(run_dir, checkpoint)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime)
         records = read_records(data, extractor.task, skip_invalid=skip_invalid)
         report, preds = extractor.evaluate(records, collect_errors=True)
         console.print(report.rich_table(title=f"{run_dir} on {data}"))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from finextract.runtime import RUNTIME_HELP
+
 
 def register(app: typer.Typer) -> None:
     @app.command("serve")
@@ -28,6 +30,7 @@ def register(app: typer.Typer) -> None:
         max_connections: int = typer.Option(1000, help="open connections at once (503 above)"),
         access_log: bool = typer.Option(True, help="one JSON line per request on stderr"),
         log_texts: bool = typer.Option(False, help="include request texts in the access log (customer data!)"),
+        runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
     ) -> None:
         """Serve a trained run over HTTP.
 
@@ -51,7 +54,7 @@ def register(app: typer.Typer) -> None:
                               api_key_file=api_key_file, metrics_public=metrics_public,
                               max_body_bytes=max_body_bytes, header_timeout_s=header_timeout_s,
                               body_timeout_s=body_timeout_s, max_connections=max_connections,
-                              access_log=access_log, log_texts=log_texts)
+                              access_log=access_log, log_texts=log_texts, runtime=runtime)
             load_api_key(cfg)  # a bad key file is refused before the model is loaded
         except ValidationError as exc:
             raise UserError(f"invalid server setting:\n{exc}") from exc

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,6 +29,8 @@ class ServeConfig(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="per-request deadline; later requests get 504")
     max_texts: int = Field(256, ge=1, description="most texts in one request")
     max_chars: int | None = Field(None, ge=1, description="longest accepted text (default: the task's max_text_chars)")
+    runtime: Literal["torch", "onnx"] = Field("torch", description="torch, or onnx: the ONNX Runtime variant "
+                                             "export-onnx chose (a quantized one only with a recorded F1 delta)")
     graceful_shutdown_s: float = Field(30.0, ge=0, description="how long shutdown waits for in-flight requests")
     # security
     api_key_file: str | None = Field(None, description=f"file holding the bearer token (else ${API_KEY_ENV})")

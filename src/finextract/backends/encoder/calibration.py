@@ -11,14 +11,13 @@ temperature is fitted to the binary outcome "this field's decoded value is exact
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from finextract.scoring import apply_min_confidence  # noqa: F401  (re-exported; backend-independent)
+from finextract.scoring import apply_min_confidence  # noqa: F401  (backend-agnostic: lives in scoring)
 from finextract.tasks import Task
 
 GRID = tuple(float(t) for t in np.round(np.exp(np.linspace(np.log(0.25), np.log(8.0), 41)), 4))

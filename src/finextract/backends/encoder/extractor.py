@@ -19,11 +19,15 @@ __all__ = ["EncoderExtractor", "load"]
 
 
 def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num_threads: int | None = None,
-         batch_size: int | None = None, device: str = "cpu", quantized: bool = True, **_: Any) -> EncoderExtractor:
+         batch_size: int | None = None, device: str = "cpu", variant: str | None = None,
+         quantized: bool | None = None, allow_unvalidated: bool = False, bucket: bool = True,
+         **_: Any) -> EncoderExtractor:
     """Load a run's checkpoint ("best" by default) as an extractor.
 
-    ``runtime="onnx"`` uses the exported ``model.int8.onnx`` (``quantized=False``: ``model.onnx``)
-    from ``finextract export-onnx``.
+    ``runtime="onnx"`` uses the ONNX variant ``finextract export-onnx`` chose (fastest within
+    its F1 tolerance), or ``variant`` ("fp32", "int8-dynamic", ...); ``quantized=False`` means "fp32".
+    A quantized variant without a recorded F1 delta is refused unless ``allow_unvalidated``;
+    ``bucket=False`` turns off the ONNX path's length buckets (for measuring what they gain).
     """
     from finextract.rundir import RunDir
 
@@ -41,7 +45,10 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
     if runtime == "onnx":
         from finextract.backends.encoder.onnx import onnx_extractor
 
-        return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, quantized=quantized)
+        if quantized is False:
+            variant = variant or "fp32"
+        return onnx_extractor(ckpt, cfg, task, batch_size=bs, num_threads=num_threads, variant=variant,
+                              allow_unvalidated=allow_unvalidated, bucket=bucket)
     if runtime != "torch":
         raise InputError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     import torch

@@ -10,7 +10,7 @@ A checkpoint folder holds everything inference needs, so it can be copied alone:
     step-N/calibration.json  fitted confidence temperature (best checkpoint, after training)
     step-N/labels.json   label names in id order
     step-N/state.pt      optimizer, scheduler, RNG states, step (resume only)
-    step-N/model.onnx, model.int8.onnx   after ``finextract export-onnx``
+    step-N/onnx/         ONNX variants + meta.json after ``finextract export-onnx``
 """
 
 from __future__ import annotations
