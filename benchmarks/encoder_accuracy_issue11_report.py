@@ -27,6 +27,27 @@ def main() -> None:
                      ("argmax@0", "bio@0", "bio@1", "bio@2", "bio@4", "pointer@0", "pointer@1", "pointer@2", "pointer@4")]
             lines.append(f"| {name} | {spec['model']} | {feats} | {spec['epochs']} | {j['train_seconds']} | {set_name} | "
                          + " | ".join("-" if c is None else f"{c:.4f}" for c in cells) + " |")
+    def f(job, set_name, dec, key=None):
+        e = r[job]["scores"][set_name][dec]
+        return e["per_key"][key]["f1"] if key else e["micro_f1"]
+
+    lines += ["", "## targets (issue 11)", "",
+              "| target | measured | status |", "|---|---|---|",
+              f"| default MiniLM (generated data only), pilot micro-F1 >= 0.92 | {f('m_full', 'pilot', 'pointer@1'):.4f} "
+              f"(decoder auto = pointer@1) | {'met' if f('m_full', 'pilot', 'pointer@1') >= 0.92 else 'missed'} |",
+              f"| same, pilot MERCHANT_NAME >= 0.88 | {f('m_full', 'pilot', 'pointer@1', 'MERCHANT_NAME'):.3f} | "
+              f"{'met' if f('m_full', 'pilot', 'pointer@1', 'MERCHANT_NAME') >= 0.88 else 'missed'} |",
+              f"| mpnet, pilot micro-F1 / MERCHANT_NAME | {f('m_mpnet', 'pilot', 'pointer@1'):.4f} / "
+              f"{f('m_mpnet', 'pilot', 'pointer@1', 'MERCHANT_NAME'):.3f} | missed |",
+              f"| quickstart recipe (q_d, decoder auto = bio@1), pilot >= 0.85 | {f('q_d', 'pilot', 'bio@1'):.4f} | "
+              f"{'met' if f('q_d', 'pilot', 'bio@1') >= 0.85 else 'missed'} |",
+              f"| FIRE dev >= 0.90 (best encoder, Viterbi) | mpnet {f('f_mpnet', 'validation', 'bio@1'):.4f} "
+              f"(macro {r['f_mpnet']['scores']['validation']['bio@1']['macro_f1']:.4f}); MiniLM "
+              f"{f('f_minilm', 'validation', 'bio@1'):.4f} | "
+              f"{'met' if f('f_mpnet', 'validation', 'bio@1') >= 0.90 else 'missed'} |",
+              f"| generated test not worse than before (0.9298) | {f('m_full', 'test', 'pointer@1'):.4f} | held |",
+              f"| FIRE not worse than before (0.8666) | {f('f_minilm', 'validation', 'bio@1'):.4f} (MiniLM) | held |",
+              "", "Quickstart CPU time: not measured on an idle machine (see docs/encoder.md).", ""]
     lines += ["", "## per-key F1 (argmax -> bio@1 -> pointer@1)", ""]
     for name, j in r.items():
         for set_name, sc in j["scores"].items():
