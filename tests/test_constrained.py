@@ -155,3 +155,47 @@ def test_completion_is_valid_from_any_state(vocab, prefix):
     assert s is not None
     drop, tail = g.completion(s)
     _check(text, (prefix[:len(prefix) - drop] if drop else prefix) + tail, "merchant")
+
+
+# ------------------------------------------------- the device path's position automaton
+def _compare_walks(vocab: TokenVocab, text: str, seeds=range(3)) -> None:
+    from finextract.backends.causal_lm.constrained import SkeletonTables, TextTransitions
+
+    shape = _shape("merchant")
+    tables = SkeletonTables.get(shape, vocab)
+    tt, g = TextTransitions(text, tables), TextGrammar(text, shape, vocab)
+    for seed in seeds:
+        rng = random.Random(seed)
+        s, S, key = g.initial(), {tables.initial}, 0
+        for _ in range(300):
+            if s.mode == "done":
+                assert S == {tables.DONE}
+                break
+            allowed = g.allowed(s)
+            assert tt.allowed(S, key) == allowed, (text, s)
+            content = [t for t in allowed if b'"' not in vocab.token_bytes[t]]
+            t = rng.choice(content if content and rng.random() < 0.8 else allowed)
+            s = g.try_token(s, t)
+            S, key = tt.step(S, key, t)
+
+
+@pytest.mark.parametrize("text", ODD_TEXTS[:-1] + ['PAYPAL *"ACME" 12\\34 CITY', "POS PURCHASE TARGET 00000794 TX"])
+def test_position_automaton_allows_exactly_the_grammar_tokens(vocab, text):
+    """The device path's tables give the same allowed set as TextGrammar at every step of random walks."""
+    _compare_walks(vocab, text)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40), seed=st.integers(0, 99))
+def test_position_automaton_property(vocab, text, seed):
+    _compare_walks(vocab, text, seeds=[seed])
+
+
+def test_position_automaton_worker_arrays_round_trip(vocab):
+    from finextract.backends.causal_lm.constrained import SkeletonTables, TextTransitions
+
+    tables = SkeletonTables.get(_shape("merchant"), vocab)
+    tt = TextTransitions('SQ *CAFE "LA"', tables)
+    back = TextTransitions.from_arrays(tables, tt.n_positions, tt.arrays())
+    assert back.allowed({tables.initial}, 0) == tt.allowed({tables.initial}, 0)
+    assert (back.arrays() == tt.arrays()).all()

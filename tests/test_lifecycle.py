@@ -108,6 +108,16 @@ def test_trust_remote_code_never_comes_from_the_run_config(monkeypatch, tmp_path
     assert allowed_remote_code(None, True, tmp_path) is True
 
 
+def _resign_config(cfg_path: Path) -> None:
+    import hashlib
+    import json
+
+    versions = cfg_path.parent / "versions.json"
+    data = json.loads(versions.read_text())
+    data["config_sha256"] = hashlib.sha256(cfg_path.read_bytes()).hexdigest()
+    versions.write_text(json.dumps(data))
+
+
 @pytest.mark.slow
 def test_trust_remote_code_in_a_run_config_is_not_passed_to_transformers(tmp_path, monkeypatch):
     import yaml
@@ -128,6 +138,7 @@ def test_trust_remote_code_in_a_run_config_is_not_passed_to_transformers(tmp_pat
     data = yaml.safe_load(cfg_path.read_text())
     data["model"]["trust_remote_code"] = True  # someone else's run directory asks for code execution
     cfg_path.write_text(yaml.safe_dump(data))
+    _resign_config(cfg_path)  # as its author could
     seen = []
     real_tok, real_model = modeling.load_tokenizer, modeling.load_base_model
     monkeypatch.setattr(modeling, "load_tokenizer", lambda p, trc=False: seen.append(trc) or real_tok(p, trc))
@@ -142,6 +153,7 @@ def test_trust_remote_code_in_a_run_config_is_not_passed_to_transformers(tmp_pat
     changed = cfg.model_copy(update={"train": cfg.train.model_copy(update={"max_steps": 2, "learning_rate": 1e-3})})
     data["model"]["trust_remote_code"] = False
     cfg_path.write_text(yaml.safe_dump(data))
+    _resign_config(cfg_path)
     (Path(cfg.output_dir) / "DONE").unlink()
     with pytest.raises(ConfigError, match="train.learning_rate"):
         train(changed)

@@ -200,6 +200,17 @@ def test_checksums_missing_files_and_best_json(tmp_path, tiny_random):
         load(str(run.root))
 
 
+def test_a_truncated_config_that_still_parses_is_refused(tmp_path):
+    from finextract.backends.crf.config import CrfRunConfig
+
+    run = RunDir(tmp_path / "run").create(CrfRunConfig(output_dir=tmp_path / "run"))
+    assert run.read_config()["backend"] == "crf"
+    lines = run.config_path.read_text().splitlines(keepends=True)
+    run.config_path.write_text("".join(lines[:4]))  # still a valid YAML mapping with a backend
+    with pytest.raises(RunDirError, match="config.yaml: does not match the checksum"):
+        run.read_config()
+
+
 def test_cli_refuses_a_damaged_run_in_one_line(tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints" / "step-1").mkdir(parents=True)

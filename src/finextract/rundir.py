@@ -100,9 +100,26 @@ class RunDir:
         self.root.mkdir(parents=True, exist_ok=True)
         self.checkpoints_dir.mkdir(exist_ok=True)
         data = config.model_dump(mode="json") if hasattr(config, "model_dump") else dict(config)
-        self.config_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-        (self.root / "versions.json").write_text(json.dumps(library_versions(), indent=2), encoding="utf-8")
+        text = yaml.safe_dump(data, sort_keys=False)
+        _write_atomic(self.config_path, text)
+        # the config's checksum, so a truncated or altered config.yaml (which may still parse) is caught
+        versions = {**library_versions(), "config_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest()}
+        _write_atomic(self.versions_path, json.dumps(versions, indent=2))
         return self
+
+    @property
+    def versions_path(self) -> Path:
+        return self.root / "versions.json"
+
+    def _check_config_checksum(self, raw: bytes) -> None:
+        """Compare config.yaml with the checksum ``create`` recorded (runs made before it was recorded pass)."""
+        try:
+            expected = json.loads(self.versions_path.read_text(encoding="utf-8")).get("config_sha256")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError):
+            return  # versions.json is informational; runcheck reports it if damaged
+        if isinstance(expected, str) and hashlib.sha256(raw).hexdigest() != expected:
+            raise RunDirError(f"{self.config_path}: does not match the checksum recorded in versions.json when the "
+                              "run was written (the file is truncated, damaged or was edited)")
 
     def append_jsonl(self, path: Path, row: dict[str, Any]) -> None:
         row = {"time": time.time(), **row}
@@ -152,8 +169,10 @@ class RunDir:
     def read_config(self) -> dict[str, Any]:
         if not self.config_path.exists():
             raise RunDirNotFound(f"{self.root}: not a finextract run directory (no config.yaml)")
+        raw = self.config_path.read_bytes()
+        self._check_config_checksum(raw)
         try:
-            data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(raw.decode("utf-8"))
         except (UnicodeDecodeError, yaml.YAMLError) as exc:
             raise RunDirError(f"{self.config_path}: not a readable YAML config ({exc})") from None
         if not isinstance(data, dict):
@@ -232,6 +251,12 @@ class RunDir:
         from finextract.registry import get_backend
 
         return get_backend(self.backend).load(str(self.root), checkpoint, **kwargs)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
 
 
 def _step_of(line: str, path: Path) -> float:

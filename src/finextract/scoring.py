@@ -15,6 +15,8 @@ whitespace:
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -204,6 +206,30 @@ def score(
                        n_invalid=n_invalid, errors=errors)
 
 
+def apply_min_confidence(values: dict[str, Any] | None, conf: dict[str, Any], threshold: float
+                         ) -> tuple[dict[str, Any] | None, bool]:
+    """Empty every filled field below ``threshold``; ``review`` is True when any field (filled
+    or empty) was below it, so a person looks at the record."""
+    if values is None:
+        return None, True
+    out = dict(values)
+    review = False
+    for key, value in values.items():
+        c = conf.get(key)
+        if isinstance(c, list):  # multi-valued: drop the values below the threshold
+            keep = [v for v, p in zip(value, c) if p >= threshold]
+            review |= len(keep) < len(value)
+            out[key] = keep
+            continue
+        if c is None or (isinstance(c, float) and math.isnan(c)):
+            continue
+        if c < threshold:
+            review = True
+            if _norm(value):
+                out[key] = ""
+    return out, review
+
+
 THRESHOLDS = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -217,8 +243,6 @@ def coverage_table(golds: Sequence[dict[str, Any]], pairs: Sequence[tuple[dict[s
     values at threshold 0, and ``review_rate`` = records with any field (filled or empty)
     below the threshold. :func:`score` itself is unchanged.
     """
-    from finextract.backends.encoder.calibration import apply_min_confidence
-
     def filled(p: dict[str, Any] | None) -> int:
         if p is None:
             return 0

@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         from rich.table import Table
 
-        from finextract.cli import console
+        from finextract.console import console
         from finextract.model_catalog import CATALOG
 
         rows = []

