@@ -226,3 +226,25 @@ def test_runtime_onnx_without_export_names_the_command(tmp_path):
 
 def test_meta_name_is_stable():
     assert META_NAME == "meta.json"  # documented path (docs/encoder.md, serve's refusal message)
+
+
+@pytest.mark.slow
+def test_lexical_features_and_pointer_head_export_unchanged(tmp_path):
+    """enc's per-token lexical ids ([B, T, C]) and pointer logits export with no special case."""
+    from finextract.backends.encoder.onnx import export_checkpoint
+
+    model = build_tiny_encoder(tmp_path / "bert", layers=2, pretrained=False, hidden=64)
+    cfg = EncoderRunConfig.model_validate({
+        "backend": "encoder", "task": "merchant", "output_dir": str(tmp_path / "run"), "seed": 0,
+        "data": {"train": str(SAMPLE), "validation": str(SAMPLE)},
+        "model": {"name_or_path": str(model), "max_length": 32, "lexical_features": True, "pointer_head": True,
+                  "decoder": "bio"},
+        "train": {"learning_rate": 3e-3, "max_steps": 10, "batch_size": 4, "checkpoint_every": 10,
+                  "warmup_ratio": 0.0, "progress": False, "num_threads": 1}})
+    train(cfg)
+    run = RunDir(cfg.output_dir)
+    export_checkpoint(run.resolve_checkpoint(), cfg, cfg.load_task(), quantize=False)
+    meta = read_meta(run.resolve_checkpoint())
+    assert "lex_ids" in meta["inputs"] and meta["outputs"] == ["logits"]
+    texts = [r.text for r in fixed_records(cfg.load_task())][:40]
+    assert load(str(run.root), runtime="onnx").predict(texts) == load(str(run.root)).predict(texts)
