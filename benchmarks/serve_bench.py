@@ -126,6 +126,7 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
                  runtime: str = "torch") -> dict:
     from finextract.runtime import load_with_runtime
     from finextract.serve.server import free_port
+    from finextract.testing.server import wait_healthy
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -134,16 +135,7 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
                              "--max-wait-ms", "5", "--log-level", "warning", "--runtime", runtime, "--no-access-log"], env=env,
                             start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.3)
+        wait_healthy(url, proc, timeout=120, interval=0.3)
         # correctness first: served == offline on 200 texts
         sample = texts[:200]
         served = httpx.post(f"{url}/v1/extract", json={"texts": sample}, timeout=120).json()["results"]

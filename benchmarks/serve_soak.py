@@ -108,6 +108,7 @@ def main() -> None:
     texts = texts_of(data / "train.jsonl", 2000)
 
     from finextract.serve.server import free_port
+    from finextract.testing.server import wait_healthy
 
     key = secrets.token_urlsafe(32)
     key_file = work / "api.key"
@@ -124,16 +125,7 @@ def main() -> None:
     bad_every = round(1 / args.bad_share) if args.bad_share > 0 else 0
     rows = []
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.3)
+        wait_healthy(url, proc, timeout=120, interval=0.3)
         assert httpx.post(f"{url}/v1/extract", json={"text": texts[0]}).status_code == 401  # the key is on
         ps = psutil.Process(proc.pid)
         asyncio.run(soak(url, headers, texts, 8, 200, 20, 0))  # warm-up

@@ -18,6 +18,7 @@ import pytest
 
 from test_serve_toy import TEXTS, make_toy_run, toy_cli_command
 
+from finextract.testing.server import wait_healthy
 from finextract.serve.config import ServeConfig
 from finextract.serve.server import BackgroundServer, free_port, warn_if_exposed
 
@@ -223,15 +224,7 @@ def test_served_process_logs_json_lines_without_texts_or_tracebacks(toy_run, tmp
                             env={**os.environ, "FINEXTRACT_API_KEY": ""})
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-            time.sleep(0.2)
+        wait_healthy(url, proc, timeout=60, interval=0.2)
         secret = "SECRET MEMO TEXT 4711"
         assert httpx.post(f"{url}/v1/extract", json={"text": secret}).status_code == 200
         for _ in range(3):  # clients that vanish mid-body

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from finextract.hashing import file_sha256
 from finextract.errors import RunDirError, RunDirNotFound
 
 log = logging.getLogger("finextract")
@@ -268,14 +269,6 @@ def _step_of(line: str, path: Path) -> float:
         return float("inf")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(path: Path) -> Path:
     """``MANIFEST.json``: every file under the checkpoint folder with its size and sha256."""
     path = Path(path)
@@ -284,7 +277,7 @@ def write_manifest(path: Path) -> Path:
         rel = f.relative_to(path).as_posix()
         if rel in (MANIFEST_FILE, COMPLETE_FILE):
             continue
-        files[rel] = {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+        files[rel] = {"bytes": f.stat().st_size, "sha256": file_sha256(f)}
     out = path / MANIFEST_FILE
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps({"files": files}, indent=1), encoding="utf-8")
@@ -316,7 +309,7 @@ def verify_checkpoint(path: Path) -> Path:
         if not f.is_file():
             raise RunDirError(f"{f}: missing from checkpoint {path.name} (listed in {MANIFEST_FILE}); "
                               "the run directory is incomplete")
-        if f.stat().st_size != size or _sha256(f) != sha:
+        if f.stat().st_size != size or file_sha256(f) != sha:
             raise RunDirError(f"{f}: checksum mismatch against {MANIFEST_FILE} (the file is damaged or was "
                               "changed after training)")
     return path

