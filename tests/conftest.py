@@ -14,7 +14,7 @@ SHARED_DATA = Path(os.environ.get("FINEXTRACT_SHARED", REPO.parent / "shared")) 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared data not found at {SHARED_DATA} (set FINEXTRACT_SHARED to its parent folder)")
+        pytest.skip(f"shared data not found at {SHARED_DATA} (set FINEXTRACT_SHARED to the shared folder that holds data/)")
     return SHARED_DATA
 
 
