@@ -126,7 +126,7 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
                  runtime: str = "torch") -> dict:
     from finextract.runtime import load_with_runtime
     from finextract.serve.server import free_port
-    from finextract.testing.server import wait_healthy
+    from finextract.testing.server import stop_process, wait_healthy
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -153,11 +153,7 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
             log(f"{c} clients: {res}")
         return {"runtime": runtime, "served_equals_offline_200": equal, "served_equal_offline_count": same, "levels": rows, "server_threads": threads}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def bench_batch(run: Path, texts: list[str], work: Path, runtime: str) -> dict:

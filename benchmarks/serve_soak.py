@@ -108,7 +108,7 @@ def main() -> None:
     texts = texts_of(data / "train.jsonl", 2000)
 
     from finextract.serve.server import free_port
-    from finextract.testing.server import wait_healthy
+    from finextract.testing.server import stop_process, wait_healthy
 
     key = secrets.token_urlsafe(32)
     key_file = work / "api.key"
@@ -139,11 +139,7 @@ def main() -> None:
             rows.append(res)
             log(f"{clients} clients: {res}")
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
     lines = access_log.read_text(encoding="utf-8").splitlines()
     access = [json.loads(x) for x in lines if x.startswith("{")]
     tracebacks = sum("Traceback" in x for x in lines)

@@ -19,21 +19,7 @@ TEXTS = ["SQ *CAFE NY 10001", 'AMZN Mktp US*2Y2 "q" \\ é', "X", "POS PURCHASE T
          "", "PAYPAL *ACME 12\\34 SEATTLE WA 98101 800-555-0199", "é€😀 東京 café\tTAB"]
 
 
-@pytest.fixture(scope="module")
-def lm(tmp_path_factory):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.set_num_threads(1)
-    d = build_tiny_causal_lm(tmp_path_factory.mktemp("lm"), arch="qwen3")
-    return AutoModelForCausalLM.from_pretrained(d).eval(), AutoTokenizer.from_pretrained(d)
-
-
-def _render(tok):
-    def render(text: str) -> str:
-        msgs = [{"role": "system", "content": "Extract the fields as JSON; copy values from the text."},
-                {"role": "user", "content": text}]
-        return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    return render
+from tests.test_engine import _render, lm  # noqa: E402,F401  (the same tiny model fixture and prompt)
 
 
 def _snapshot(model):

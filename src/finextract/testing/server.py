@@ -23,3 +23,12 @@ def wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 120.0, inter
         if time.monotonic() > deadline:
             raise RuntimeError(f"server did not answer {url}/health within {timeout:.0f} s")
         time.sleep(interval)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """SIGTERM (the server drains), then SIGKILL if it has not exited within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
