@@ -43,6 +43,8 @@ class EncoderModelConfig(BaseModel):
     inword_penalty: float = Field(1.0, ge=0, description="log-odds a span edge between two letters/digits of one "
                                   "word must win by (0: no word snapping)")
     dropout: float | None = Field(None, ge=0, le=0.9, description="override the encoder's hidden dropout")
+    num_layers: int | None = Field(None, ge=1, description="keep only N transformer layers, evenly spaced, first "
+                                   "and last included (a shallower, faster model; 6 -> 3 keeps 0, 2, 5)")
 
 
 class EncoderLoraConfig(LoraBase):
@@ -66,6 +68,11 @@ class EncoderTrainConfig(StepTrainBase):
     freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and the first N transformer layers "
                                "(faster CPU training; 0 = train everything)")
     length_buckets: bool = Field(False, description="batch texts of similar length together (less padding)")
+    distill_from: str | None = Field(None, description="a trained encoder run: start from its best checkpoint "
+                                     "(cut to model.num_layers) and learn its soft outputs too (distillation)")
+    distill_weight: float = Field(0.5, ge=0, le=1, description="share of the soft-target loss: "
+                                  "(1 - w) * label loss + w * T^2 * KL(teacher || student)")
+    distill_temperature: float = Field(2.0, gt=0, description="softmax temperature T of the soft targets")
     keep_last: int = Field(1, ge=1, description="newest checkpoints kept for resuming (the best one is always kept)")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'")

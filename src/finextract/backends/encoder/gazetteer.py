@@ -121,11 +121,20 @@ def gazetteer() -> Gazetteer:
     for name, n in zips_per_city.items():
         if n >= 3:  # a rough size proxy: cities with several ZIP codes
             major |= spellings(name)
-    for region, names in CANADIAN_CITIES.items():
-        for name in names:
-            cities.setdefault(region, set()).update(spellings(name))
-            major |= spellings(name)
+    for region, name in canadian_cities():
+        cities.setdefault(region, set()).update(spellings(name))
+        major |= spellings(name)
     return Gazetteer(cities, major)
+
+
+def canadian_cities() -> list[tuple[str, str]]:
+    """``(province, city)``: the list above plus every Canadian city the generator prints, so a
+    model never meets a generated Canadian city its gazetteer does not know."""
+    from finextract.synth.geo import CANADA, CANADA_HOME
+
+    pairs = {(region, normalize_city(n)) for region, names in CANADIAN_CITIES.items() for n in names}
+    pairs |= {(prov, normalize_city(city)) for city, prov in [*CANADA_HOME, *CANADA]}
+    return sorted(pairs)
 
 
 def region_class(word: str) -> int:

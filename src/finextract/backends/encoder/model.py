@@ -88,6 +88,10 @@ def build_model(cfg: EncoderRunConfig, task: Task):
         hf_cfg.hidden_dropout_prob = cfg.model.dropout
     model = _from_pretrained(AutoModelForTokenClassification, cfg.model.name_or_path, config=hf_cfg,
                              ignore_mismatched_sizes=True)
+    if cfg.model.num_layers:
+        from finextract.backends.encoder.distill import keep_layers
+
+        keep_layers(model, cfg.model.num_layers)
     if cfg.lora.enabled:
         model = wrap_lora(model, cfg)
     return model

@@ -23,8 +23,9 @@ from finextract.backends.encoder.model import (EncoderExtractor, build_model, co
                                                load_model_from_checkpoint, load_tokenizer, make_tagger,
                                                decode_options, save_model, torch_forward)
 from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers
+from finextract.backends.encoder.distill import check_compatible, distill_loss, keep_layers, teacher_checkpoint
 from finextract.backends.encoder.features import LEX_OFFSETS, token_features
-from finextract.backends.encoder.tagging import IGNORE, align_labels
+from finextract.backends.encoder.tagging import IGNORE, align_labels, label_names
 from finextract.errors import ConfigError, RunDirError
 from finextract.records import Record
 from finextract.rundir import RunDir, drop_checkpoint_file
@@ -91,6 +92,26 @@ def _prune(run: RunDir, keep_last: int) -> None:
             drop_checkpoint_file(path, STATE_FILE)
             continue
         shutil.rmtree(path, ignore_errors=True)
+
+
+def start_from_teacher(cfg: EncoderRunConfig, task: Task, device: str) -> Any:
+    """The frozen teacher of ``train.distill_from`` (eval mode, on ``device``)."""
+    ckpt, tcfg = teacher_checkpoint(cfg.train.distill_from)
+    check_compatible(cfg, tcfg)
+    teacher, _ = load_model_from_checkpoint(ckpt, tcfg, task)
+    teacher.to(device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def student_from_teacher(cfg: EncoderRunConfig, task: Task) -> Any:
+    """A fresh copy of the teacher's best checkpoint, cut to ``model.num_layers`` layers."""
+    ckpt, tcfg = teacher_checkpoint(cfg.train.distill_from)
+    student, _ = load_model_from_checkpoint(ckpt, tcfg, task)
+    if cfg.model.num_layers:
+        keep_layers(student.model, cfg.model.num_layers)
+    return student
 
 
 def _device(cfg: EncoderRunConfig) -> str:
@@ -171,8 +192,11 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     total = tc.max_steps or max(1, math.ceil(tc.epochs * spe))
 
     state: dict[str, Any] | None = None
+    teacher = start_from_teacher(cfg, task, device) if tc.distill_from else None
     if resumed is not None:
         model, state = resumed
+    elif teacher is not None:
+        model = student_from_teacher(cfg, task)
     else:
         model = make_tagger(build_model(cfg, task), cfg.model.case_features, cfg.model.lexical_features,
                             len(task.key_names) if cfg.model.pointer_head else 0)
@@ -197,6 +221,7 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
 
+    n_labels = len(label_names(task))
     n_params = count_parameters(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
@@ -234,7 +259,13 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
             batch = collate([feats[i] for i in perm[b * tc.batch_size:(b + 1) * tc.batch_size]],
                             tokenizer.pad_token_id or 0)
             batch = {k: v.to(device) for k, v in batch.items()}
-            loss = model(**batch).loss
+            out = model(**batch)
+            loss = out.loss
+            if teacher is not None:
+                with torch.no_grad():
+                    soft = teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+                loss = (1 - tc.distill_weight) * loss + tc.distill_weight * distill_loss(
+                    out.logits, soft, batch["labels"], n_labels, tc.distill_temperature)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
             optimizer.step()
