@@ -44,6 +44,24 @@ JOBS: dict[str, dict] = {
     "f_minilm": {**FIRE, "model": "minilm", "lex": False, "pointer": False, "epochs": 20},
     "f_mpnet": {**FIRE, "model": "mpnet", "lex": False, "pointer": False, "epochs": 12, "lr": 5e-5},
 }
+# Session 3: the default MiniLM on the `card` generator profile against the `study` one, more data,
+# longer training, mpnet, and 3-layer students for the CPU path (issue 16). Data folders: m20k =
+# study profile (seed 1, the data behind m_full), c20k / c40k = card profile (seeds 1 / 2), mix =
+# half of each, qc6k = the quickstart's own card data (n 6000, seed 0).
+CARD = {**MERCHANT, "data": "c20k", "model": "minilm", "lex": True, "pointer": True, "epochs": 3}
+JOBS.update({
+    "s_study": {**CARD, "data": "m20k"},                       # control: m_full again, same code as the rest
+    "s_card": {**CARD},
+    "s_card6": {**CARD, "epochs": 6},
+    "s_mix": {**CARD, "data": "mix"},
+    "s_card40": {**CARD, "data": "c40k", "test_data": "c20k"},
+    "s_mpnet": {**CARD, "model": "mpnet", "epochs": 2, "lr": 5e-5},
+    "s_l3": {**CARD, "epochs": 6, "num_layers": 3},            # shallow, labels only
+    "s_l3kd": {**CARD, "epochs": 6, "num_layers": 3, "distill": "s_card", "export": True},
+    "s_qc": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 2, "max_length": 48},
+    "s_qc3": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 4, "max_length": 48,
+              "num_layers": 3},                              # the same CPU time as s_qc: half the layers, twice the steps
+})
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 
@@ -51,16 +69,18 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
     d = stage / "data" / job["data"]
     data = {"train": str(d / "train.jsonl"), "validation": str(d / ("dev.jsonl" if job["task"] == "fin-ner" else "validation.jsonl"))}
     if job["task"] == "merchant":
-        data.update(test=str(d / "test.jsonl"), max_eval_records=500)
+        data.update(test=str(stage / "data" / job.get("test_data", job["data"]) / "test.jsonl"), max_eval_records=500)
     else:
         data.update(skip_invalid=True)
     steps_per_epoch = 133 if job["task"] == "fin-ner" else 200
     return {"backend": "encoder", "task": job["task"], "output_dir": str(out / "runs" / name), "seed": 0, "data": data,
             "model": {"name_or_path": str(stage / job["model"]), "max_length": job["max_length"],
-                      "lexical_features": job["lex"], "pointer_head": job["pointer"]},
+                      "lexical_features": job["lex"], "pointer_head": job["pointer"],
+                      **({"num_layers": job["num_layers"]} if job.get("num_layers") else {})},
             "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
                       "batch_size": job["bs"], "checkpoint_every": steps_per_epoch, "num_threads": 2, "progress": False,
                       "freeze_layers": job.get("freeze", 0), "length_buckets": True,
+                      **({"distill_from": str(out / "runs" / job["distill"])} if job.get("distill") else {}),
                       **({"max_steps": 3, "checkpoint_every": 3} if os.environ.get("BENCH_SMOKE") else {})}}
 
 
@@ -79,6 +99,10 @@ def run_job(name: str, stage: Path, out: Path) -> dict:
 
     job = JOBS[name]
     cfg = EncoderRunConfig.model_validate(config(name, job, stage, out))
+    if job.get("distill"):  # a student waits for its teacher's run to finish
+        teacher_done = out / "runs" / job["distill"] / "DONE"
+        while not teacher_done.exists():
+            time.sleep(3)
     t0 = time.time()
     summary = train(cfg)
     result = {"job": name, "spec": job, "train_seconds": round(time.time() - t0, 1), "summary": summary}
@@ -110,7 +134,7 @@ def run_job(name: str, stage: Path, out: Path) -> dict:
     result["scores"] = scores
     result["temperature"] = ex.decode_options.temperature
     if job.get("export"):
-        result["export"] = export_checkpoint(cfg.output_dir, out)
+        result["export"] = export_checkpoint(cfg.output_dir, out / "export", name)
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     (out / "jobs" / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
     return result
@@ -122,7 +146,7 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def export_checkpoint(run_dir: str, out: Path) -> list[str]:
+def export_checkpoint(run_dir: str, out: Path, name: str = "model") -> list[str]:
     """Best checkpoint with fp16 encoder weights, tarred and split into <= 15 MiB parts (for the trip back)."""
     import tarfile
 
@@ -135,7 +159,8 @@ def export_checkpoint(run_dir: str, out: Path) -> list[str]:
     ckpt = run.resolve_checkpoint("best")
     st = ckpt / "model" / "model.safetensors"
     save_file({k: v.half().contiguous() if v.is_floating_point() else v for k, v in load_file(str(st)).items()}, str(st))
-    tar = out / "model.tar"
+    out.mkdir(parents=True, exist_ok=True)
+    tar = out / f"{name}.tar"
     with tarfile.open(tar, "w") as t:
         t.add(ckpt, arcname="best", filter=lambda i: None if i.name.endswith(("state.pt", ".onnx")) else i)
         t.add(run.config_path, arcname="config.yaml")
@@ -143,7 +168,7 @@ def export_checkpoint(run_dir: str, out: Path) -> list[str]:
     tar.unlink()
     parts = []
     for i in range(0, len(data), 15 * 2**20):
-        p = out / f"model.tar.{i // (15 * 2**20):02d}"
+        p = out / f"{name}.tar.{i // (15 * 2**20):02d}"
         p.write_bytes(data[i:i + 15 * 2**20])
         parts.append(p.name)
     del torch
@@ -157,10 +182,16 @@ def main() -> None:
     ap.add_argument("--jobs", default=",".join(JOBS))
     ap.add_argument("--job", help="run one job in this process (used by --parallel)")
     ap.add_argument("--parallel", action="store_true", help="one process per job, all at once")
+    ap.add_argument("--export", help="only export these finished jobs' best checkpoints (comma-separated) to OUT/export")
     ap.add_argument("--deadline-s", type=float, default=0, help="with --parallel: kill jobs still running after this")
+    ap.add_argument("--result", default="encoder_accuracy_issue11.json", help="name of the merged result file in OUT")
     args = ap.parse_args()
     if args.job:
         run_job(args.job, args.stage, args.out)
+        return
+    if args.export:
+        for n in args.export.split(","):
+            print(n, export_checkpoint(str(args.out / "runs" / n), args.out / "export", n))
         return
     names = [n for n in args.jobs.split(",") if n]
     t0 = time.time()
@@ -170,7 +201,7 @@ def main() -> None:
         for n in names:
             f = args.out / "jobs" / f"{n}.json"
             results[n] = json.loads(f.read_text()) if f.exists() else {"job": n, "error": "no result (see logs)"}
-        (args.out / "encoder_accuracy_issue11.json").write_text(json.dumps(results, indent=1, default=str))
+        (args.out / args.result).write_text(json.dumps(results, indent=1, default=str))
         return results
 
     if args.parallel:
