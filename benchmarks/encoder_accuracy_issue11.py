@@ -62,6 +62,18 @@ JOBS.update({
     "s_qc3": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 4, "max_length": 48,
               "num_layers": 3},                              # the same CPU time as s_qc: half the layers, twice the steps
 })
+# Round 2: layout features (character column, repeated-copy marks; features.py) on the card profile.
+LAYOUT = {**CARD, "layout": True}
+JOBS.update({
+    "l_card": {**LAYOUT},
+    "l_card6": {**LAYOUT, "epochs": 6},
+    "l_card40_6": {**LAYOUT, "data": "c40k", "test_data": "c20k", "epochs": 6},
+    "l_mpnet": {**LAYOUT, "model": "mpnet", "epochs": 3, "lr": 5e-5},
+    "l_l3kd": {**LAYOUT, "epochs": 6, "num_layers": 3, "distill": "l_card6", "export": True},
+    "l_l2kd": {**LAYOUT, "epochs": 6, "num_layers": 2, "distill": "l_card6"},
+    "l_qc": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "layout": True, "epochs": 2,
+             "max_length": 48},
+})
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 
@@ -76,6 +88,7 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
     return {"backend": "encoder", "task": job["task"], "output_dir": str(out / "runs" / name), "seed": 0, "data": data,
             "model": {"name_or_path": str(stage / job["model"]), "max_length": job["max_length"],
                       "lexical_features": job["lex"], "pointer_head": job["pointer"],
+                      "layout_features": job.get("layout", False),
                       **({"num_layers": job["num_layers"]} if job.get("num_layers") else {})},
             "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
                       "batch_size": job["bs"], "checkpoint_every": steps_per_epoch, "num_threads": 2, "progress": False,

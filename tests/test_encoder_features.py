@@ -99,3 +99,47 @@ def test_gazetteer_is_not_fit_to_the_pilot(shared_data):
     hand = {c for cs in CANADIAN_CITIES.values() for c in cs}
     assert not (hand & vendors)
     assert gazetteer().is_city("TORONTO", "ON")
+
+
+# ------------------------------------------------------------------ layout (column / repeat)
+from finextract.backends.encoder.features import (LAYOUT_OFFSETS, MAX_COLUMN, REPEAT_FIRST, REPEAT_IN,  # noqa: E402
+                                                  REPEAT_START, layout_ids, repeat_of_start)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("FARM FRESH TO FARM FRESH TO YOU 800-796-6009 CA", (14, 14)),          # cut first copy, full second
+    ("11/03 SQ *KULA HOUSE LOS ANGEL 11/03 SQ *KULA HOUSE LOS ANGELES CA", (31, 30)),
+    ("STARBUCKS STORE 123 SEATTLE WA", (0, 0)),                               # no repeat
+    ("AB CD AB CD", (0, 0)),                                                  # 5 characters: too short to count
+    ("THE THE THE", (0, 0)),                                                  # "THE " repeats only 4 characters
+])
+def test_repeat_of_start(text, expected):
+    assert repeat_of_start(text) == expected
+
+
+def test_layout_columns_restart_in_the_repeated_copy():
+    tok = load_tokenizer(default_model_path())
+    text = "FARM FRESH TO FARM FRESH TO YOU CA"
+    enc = tok(text, return_offsets_mapping=True)
+    offs = [tuple(o) for o in enc["offset_mapping"]]
+    ids = layout_ids(text, offs)
+    col0, rep0 = LAYOUT_OFFSETS
+    by_start = {s: row for (s, e), row in zip(offs, ids) if s < e}
+    assert ids[0] == [col0, rep0] and ids[-1] == [col0, rep0]           # [CLS], [SEP]
+    assert by_start[0] == [col0 + 1, rep0 + REPEAT_FIRST]               # first copy, column 0
+    assert by_start[14] == [col0 + 1, rep0 + REPEAT_START]              # second copy restarts the column
+    assert by_start[19] == [col0 + 1 + 5, rep0 + REPEAT_IN]             # "FRESH" of the second copy: column 5
+    assert by_start[28] == [col0 + 1 + 14, rep0]                        # "YOU": past the repeat
+    long = "X" * 60 + " Y"
+    enc = tok(long, return_offsets_mapping=True)
+    last = layout_ids(long, [tuple(o) for o in enc["offset_mapping"]])[-2]
+    assert last[0] == col0 + 1 + MAX_COLUMN                              # far columns share one id
+
+
+def test_featurize_layout_input_shape_and_padding():
+    tok = load_tokenizer(default_model_path())
+    batch, _ = featurize(tok, ["SQ *A B C SQ *A B C CA", "X"], 32, case=True, lex=True, layout=True)
+    assert batch["layout_ids"].shape == (*batch["input_ids"].shape, 2) and batch["layout_ids"].dtype == np.int64
+    pad_rows = batch["attention_mask"] == 0
+    assert (batch["layout_ids"][pad_rows] == LAYOUT_OFFSETS).all()      # padding: each channel's "none"
+    assert list(batch) == ["input_ids", "token_type_ids", "attention_mask", "case_ids", "lex_ids", "layout_ids"]

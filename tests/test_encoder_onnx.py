@@ -230,7 +230,8 @@ def test_meta_name_is_stable():
 
 @pytest.mark.slow
 def test_lexical_features_and_pointer_head_export_unchanged(tmp_path):
-    """enc's per-token lexical ids ([B, T, C]) and pointer logits export with no special case."""
+    """Per-token lexical and layout ids ([B, T, C]) and pointer logits export with no special case,
+    and a distilled shallow student of that model exports the same way."""
     from finextract.backends.encoder.onnx import export_checkpoint
 
     model = build_tiny_encoder(tmp_path / "bert", layers=2, pretrained=False, hidden=64)
@@ -238,13 +239,19 @@ def test_lexical_features_and_pointer_head_export_unchanged(tmp_path):
         "backend": "encoder", "task": "merchant", "output_dir": str(tmp_path / "run"), "seed": 0,
         "data": {"train": str(SAMPLE), "validation": str(SAMPLE)},
         "model": {"name_or_path": str(model), "max_length": 32, "lexical_features": True, "pointer_head": True,
-                  "decoder": "bio"},
+                  "layout_features": True, "decoder": "bio"},
         "train": {"learning_rate": 3e-3, "max_steps": 10, "batch_size": 4, "checkpoint_every": 10,
                   "warmup_ratio": 0.0, "progress": False, "num_threads": 1}})
     train(cfg)
-    run = RunDir(cfg.output_dir)
-    export_checkpoint(run.resolve_checkpoint(), cfg, cfg.load_task(), quantize=False)
-    meta = read_meta(run.resolve_checkpoint())
-    assert "lex_ids" in meta["inputs"] and meta["outputs"] == ["logits"]
+    student = cfg.model_copy(update={
+        "output_dir": tmp_path / "student", "model": cfg.model.model_copy(update={"num_layers": 1}),
+        "train": cfg.train.model_copy(update={"distill_from": str(tmp_path / "run"), "max_steps": 4,
+                                              "checkpoint_every": 4})})
+    train(student)
     texts = [r.text for r in fixed_records(cfg.load_task())][:40]
-    assert load(str(run.root), runtime="onnx").predict(texts) == load(str(run.root)).predict(texts)
+    for out in (cfg.output_dir, student.output_dir):
+        run = RunDir(out)
+        export_checkpoint(run.resolve_checkpoint(), cfg, cfg.load_task(), quantize=False)
+        meta = read_meta(run.resolve_checkpoint())
+        assert {"lex_ids", "layout_ids"} <= set(meta["inputs"]) and meta["outputs"] == ["logits"]
+        assert load(str(run.root), runtime="onnx").predict(texts) == load(str(run.root)).predict(texts)

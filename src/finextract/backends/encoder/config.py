@@ -34,6 +34,9 @@ class EncoderModelConfig(BaseModel):
     lexical_features: bool = Field(False, description="add learned embeddings of world-knowledge features per token: "
                                    "city gazetteer (US zipcodes + major Canadian cities, abbreviations, cut-off prefixes), "
                                    "state/province/country codes, processor prefixes, number shapes")
+    layout_features: bool = Field(False, description="add learned embeddings of where each token sits: its "
+                                  "character column (fixed-width name fields) and whether it is part of a repeated "
+                                  "copy of the line's start (bank-wrapped card lines)")
     pointer_head: bool = Field(False, description="also train per-key start/end pointer heads with a null option "
                                 "(single-valued tasks); needed for decoder: pointer")
     decoder: Literal["auto", "bio", "pointer", "argmax"] = Field(

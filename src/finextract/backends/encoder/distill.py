@@ -81,7 +81,7 @@ def teacher_checkpoint(run_dir: str) -> tuple[Path, Any]:
 
 def check_compatible(student: Any, teacher: Any) -> None:
     """The student inherits the teacher's tokenizer, features and heads: those settings must agree."""
-    same = ("name_or_path", "max_length", "case_features", "lexical_features", "pointer_head")
+    same = ("name_or_path", "max_length", "case_features", "lexical_features", "layout_features", "pointer_head")
     diff = [f"model.{f} (teacher {getattr(teacher.model, f)!r}, student {getattr(student.model, f)!r})"
             for f in same if getattr(teacher.model, f) != getattr(student.model, f)]
     if teacher.task != student.task:

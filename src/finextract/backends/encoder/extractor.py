@@ -60,4 +60,4 @@ def load(source: str, checkpoint: str | None = None, runtime: str = "torch", num
     return EncoderExtractor(torch_forward(tagger, device), tok, task, cfg.model.max_length, bs,
                             info={"checkpoint": str(ckpt), "runtime": "torch", "parameters": count_parameters(tagger)},
                             case_features=tagger.case is not None, lexical_features=tagger.lex is not None,
-                            decode_options=decode_options(cfg, ckpt))
+                            layout_features=tagger.layout is not None, decode_options=decode_options(cfg, ckpt))

@@ -17,6 +17,17 @@ learned embedding that starts at zero (so step 0 is the pretrained encoder):
 
 :func:`featurize` is the one function that turns texts into the model's inputs (a plain
 dict of int64 arrays), so every runtime feeds the model the same numbers.
+
+* ``layout_ids`` ``[B, T, 2]`` (``model.layout_features``): where a token sits in the line, which
+  sub-words hide. Card networks print the name in a fixed-width field (20, 22 or 25 characters)
+  and glue the city straight after it (``FARM AT THE CARNEROSNAPA``); banks repeat the acceptor
+  line after a cut first copy (``FARM FRESH TO FARM FRESH TO YOU``). A 22M encoder sees neither
+  character counts nor long repeats well, so two channels (:data:`LAYOUT_CHANNELS`) say so:
+
+  - ``column``: the character offset of the token's start, counted from the start of the line
+    or, inside a repeated copy, from the start of that copy (0..39, 40 = further).
+  - ``repeat``: the token starts / is inside the second copy of the line's beginning, or is
+    inside the first copy that the second repeats (at least :data:`MIN_REPEAT` characters).
 """
 
 from __future__ import annotations
@@ -225,19 +236,78 @@ def lex_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[list[int]]:
     return out
 
 
+# ------------------------------------------------------------------ layout
+MAX_COLUMN = 40
+MIN_REPEAT = 6
+LAYOUT_CHANNELS: dict[str, int] = {"column": MAX_COLUMN + 2, "repeat": 4}
+LAYOUT_OFFSETS = np.cumsum([0] + list(LAYOUT_CHANNELS.values())[:-1]).tolist()
+N_LAYOUT_IDS = 48
+assert sum(LAYOUT_CHANNELS.values()) <= N_LAYOUT_IDS
+REPEAT_START, REPEAT_IN, REPEAT_FIRST = 1, 2, 3
+
+
+def repeat_of_start(text: str) -> tuple[int, int]:
+    """``(p, n)``: the word start ``p > 0`` where the line's first ``n`` characters come again
+    (the longest such repeat, earliest on ties); ``(0, 0)`` when none is ``MIN_REPEAT`` long."""
+    up = text.upper()
+    best = (0, 0)
+    for m in re.finditer(r"(?<=\s)\S", up):
+        p = m.start()
+        n = 0
+        while p + n < len(up) and n < p and up[p + n] == up[n]:
+            n += 1
+        if n >= MIN_REPEAT and n > best[1]:
+            best = (p, n)
+    return best
+
+
+def layout_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """``[T, 2]`` offset ids (column, repeat) per token; special tokens get each channel's 0."""
+    p, n = repeat_of_start(text)
+    out = []
+    col_off, rep_off = LAYOUT_OFFSETS
+    for s, e in offsets:
+        if s >= e:
+            out.append([col_off, rep_off])
+            continue
+        column = s - p if n and s >= p else s
+        if n and s == p:
+            rep = REPEAT_START
+        elif n and p < s < p + n:
+            rep = REPEAT_IN
+        elif n and s < n:
+            rep = REPEAT_FIRST
+        else:
+            rep = 0
+        out.append([col_off + 1 + min(column, MAX_COLUMN), rep_off + rep])
+    return out
+
+
 # ------------------------------------------------------------------ the featurizer
-def token_features(text: str, offsets: Sequence[tuple[int, int]], case: bool, lex: bool) -> dict[str, Any]:
+EXTRA_INPUTS = ("case_ids", "lex_ids", "layout_ids")  # in this order after the tokenizer's own inputs
+
+
+def token_features(text: str, offsets: Sequence[tuple[int, int]], case: bool, lex: bool,
+                   layout: bool = False) -> dict[str, Any]:
     """The extra per-token inputs for one text (lists; :func:`featurize` stacks them)."""
     out: dict[str, Any] = {}
     if case:
         out["case_ids"] = case_ids(text, offsets)
     if lex:
         out["lex_ids"] = lex_ids(text, offsets)
+    if layout:
+        out["layout_ids"] = layout_ids(text, offsets)
     return out
 
 
+def pad_value(name: str) -> Any:
+    """What a padded position holds in input ``name`` (each channel's "none")."""
+    return {"lex_ids": list(LEX_OFFSETS), "layout_ids": list(LAYOUT_OFFSETS)}.get(name, 0)
+
+
 def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool = True, lex: bool = False,
-              input_names: Sequence[str] | None = None) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+              input_names: Sequence[str] | None = None, layout: bool = False,
+              ) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
     """Texts -> ``({input name: int64 array}, offsets)``: what every runtime feeds the model.
 
     ``input_names`` keeps only the inputs a graph declares (ONNX); ``offsets`` map tokens
@@ -248,9 +318,10 @@ def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool 
                     return_offsets_mapping=True, return_tensors="np")
     offsets = [[(int(s), int(e)) for s, e in row] for row in enc.pop("offset_mapping")]
     batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
-    extra = [token_features(t, o, case, lex) for t, o in zip(texts, offsets)]
-    for name in (["case_ids"] if case else []) + (["lex_ids"] if lex else []):
-        batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64)
+    extra = [token_features(t, o, case, lex, layout) for t, o in zip(texts, offsets)]
+    for name, on in zip(EXTRA_INPUTS, (case, lex, layout)):
+        if on:
+            batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64)
     if input_names is not None:
         batch = {k: v for k, v in batch.items() if k in input_names}
     return batch, offsets

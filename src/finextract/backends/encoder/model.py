@@ -6,6 +6,7 @@ A checkpoint folder holds everything inference needs, so it can be copied alone:
     step-N/adapter/      peft adapter + tagging head (LoRA); the base comes from model.name_or_path
     step-N/case.safetensors  capitalisation embedding (when model.case_features)
     step-N/lex.safetensors   lexical-feature embedding (when model.lexical_features)
+    step-N/layout.safetensors  column/repeat embedding (when model.layout_features)
     step-N/pointer.safetensors  start/end pointer head (when model.pointer_head)
     step-N/calibration.json  fitted confidence temperature (best checkpoint, after training)
     step-N/labels.json   label names in id order
@@ -25,7 +26,7 @@ import numpy as np
 
 from finextract.errors import InputError, NotFoundError
 from finextract.backends.encoder.config import EncoderRunConfig
-from finextract.backends.encoder.features import N_CASE_IDS, N_LEX_IDS, featurize
+from finextract.backends.encoder.features import N_CASE_IDS, N_LAYOUT_IDS, N_LEX_IDS, featurize
 from finextract.backends.encoder.tagging import IGNORE, DecodeOptions, decode_with_confidence, label_names
 from finextract.extractor import Extractor, Prediction
 from finextract.tasks import Task
@@ -109,7 +110,8 @@ def wrap_lora(model: Any, cfg: EncoderRunConfig):
     return get_peft_model(model, lcfg)
 
 
-def make_tagger(model: Any, case_features: bool, lexical_features: bool = False, pointer_keys: int = 0):
+def make_tagger(model: Any, case_features: bool, lexical_features: bool = False, pointer_keys: int = 0,
+                layout_features: bool = False):
     """Wrap the HF model with the optional extra embeddings and pointer head into one ``nn.Module``.
 
     The capitalisation and lexical embeddings (:mod:`~finextract.backends.encoder.features`)
@@ -123,21 +125,22 @@ def make_tagger(model: Any, case_features: bool, lexical_features: bool = False,
     from transformers.modeling_outputs import TokenClassifierOutput
 
     class Tagger(torch.nn.Module):
-        def __init__(self, inner: Any, case: Any, lex: Any, pointer: Any):
+        def __init__(self, inner: Any, case: Any, lex: Any, pointer: Any, layout: Any = None):
             super().__init__()
             self.model = inner
             self.case = case
             self.lex = lex
             self.pointer = pointer
+            self.layout = layout
 
         def forward(self, input_ids, attention_mask=None, token_type_ids=None, case_ids=None, lex_ids=None,
-                    labels=None):
+                    labels=None, layout_ids=None):
             kw: dict[str, Any] = {"attention_mask": attention_mask}
             if token_type_ids is not None:
                 kw["token_type_ids"] = token_type_ids
             if self.pointer is not None:
                 kw["output_hidden_states"] = True
-            if self.case is None and self.lex is None:
+            if self.case is None and self.lex is None and self.layout is None:
                 kw["input_ids"] = input_ids
             else:
                 embeds = self.model.get_input_embeddings()(input_ids)
@@ -145,6 +148,8 @@ def make_tagger(model: Any, case_features: bool, lexical_features: bool = False,
                     embeds = embeds + self.case(case_ids)
                 if self.lex is not None:
                     embeds = embeds + self.lex(lex_ids).sum(-2)
+                if self.layout is not None:
+                    embeds = embeds + self.layout(layout_ids).sum(-2)
                 kw["inputs_embeds"] = embeds
             out = self.model(**kw)
             logits = out.logits
@@ -159,16 +164,19 @@ def make_tagger(model: Any, case_features: bool, lexical_features: bool = False,
                 logits = torch.cat([logits, ptr], -1)
             return TokenClassifierOutput(loss=loss, logits=logits)
 
-    case = lex = pointer = None
+    case = lex = pointer = layout = None
     if case_features:
         case = torch.nn.Embedding(N_CASE_IDS, model.config.hidden_size)
         torch.nn.init.zeros_(case.weight)
     if lexical_features:
         lex = torch.nn.Embedding(N_LEX_IDS, model.config.hidden_size)
         torch.nn.init.zeros_(lex.weight)
+    if layout_features:
+        layout = torch.nn.Embedding(N_LAYOUT_IDS, model.config.hidden_size)
+        torch.nn.init.zeros_(layout.weight)
     if pointer_keys:
         pointer = torch.nn.Sequential(torch.nn.Dropout(0.1), torch.nn.Linear(model.config.hidden_size, 2 * pointer_keys))
-    return Tagger(model, case, lex, pointer)
+    return Tagger(model, case, lex, pointer, layout)
 
 
 def pointer_targets(labels: Any, n_keys: int) -> tuple[Any, Any]:
@@ -225,7 +233,7 @@ def save_model(tagger: Any, tokenizer: Any, path: Path, task: Task, lora: bool) 
     (path / "labels.json").write_text(json.dumps(label_names(task)), encoding="utf-8")
 
 
-_EXTRA_PARTS = ("case", "lex", "pointer")  # saved beside the HF weights as NAME.safetensors
+_EXTRA_PARTS = ("case", "lex", "pointer", "layout")  # saved beside the HF weights as NAME.safetensors
 
 
 def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, trainable: bool = False):
@@ -251,7 +259,7 @@ def load_model_from_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, tr
         tok = load_tokenizer(str(ckpt / "model"))
     files = {name: ckpt / f"{name}.safetensors" for name in _EXTRA_PARTS}
     tagger = make_tagger(model, files["case"].exists(), files["lex"].exists(),
-                         len(task.key_names) if files["pointer"].exists() else 0)
+                         len(task.key_names) if files["pointer"].exists() else 0, files["layout"].exists())
     from safetensors.torch import load_file
 
     for name, f in files.items():
@@ -285,7 +293,7 @@ class EncoderExtractor(Extractor):
     def __init__(self, forward: Forward, tokenizer: Any, task: Task, max_length: int,
                  batch_size: int = 64, input_names: Sequence[str] | None = None, info: dict[str, Any] | None = None,
                  case_features: bool = False, lexical_features: bool = False,
-                 decode_options: DecodeOptions | None = None):
+                 decode_options: DecodeOptions | None = None, layout_features: bool = False):
         self.forward = forward
         self.tokenizer = tokenizer
         self.task = task
@@ -295,11 +303,12 @@ class EncoderExtractor(Extractor):
         self.info = info or {}
         self.case_features = case_features
         self.lexical_features = lexical_features
+        self.layout_features = layout_features
         self.decode_options = decode_options or DecodeOptions()
 
     def _encode(self, texts: Sequence[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
         return featurize(self.tokenizer, texts, self.max_length, case=self.case_features,
-                         lex=self.lexical_features, input_names=self.input_names)
+                         lex=self.lexical_features, input_names=self.input_names, layout=self.layout_features)
 
     def logits(self, texts: Sequence[str]) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
         """``(offsets, logits [T, n_outputs])`` per text: what decoders and calibration start from."""

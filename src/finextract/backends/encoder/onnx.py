@@ -78,12 +78,14 @@ def write_meta(ckpt: Path, meta: dict[str, Any]) -> Path:
     return path
 
 
-def featurizer(tok: Any, task: Task, cfg: EncoderRunConfig, case_features: bool,
-               lexical_features: bool = False) -> EncoderExtractor:
+def featurizer(tok: Any, task: Task, cfg: EncoderRunConfig, inputs: Any) -> EncoderExtractor:
     """An extractor without a forward: its ``_encode`` (:func:`.features.featurize`) is the one
-    featurizer both runtimes use."""
-    return EncoderExtractor(None, tok, task, cfg.model.max_length, case_features=case_features,
-                            lexical_features=lexical_features)
+    featurizer both runtimes use. ``inputs``: the model's extra input names (or the tagger itself)."""
+    names = set(inputs) if not hasattr(inputs, "forward") else {
+        n for n, part in (("case_ids", "case"), ("lex_ids", "lex"), ("layout_ids", "layout"))
+        if getattr(inputs, part, None) is not None}
+    return EncoderExtractor(None, tok, task, cfg.model.max_length, case_features="case_ids" in names,
+                            lexical_features="lex_ids" in names, layout_features="layout_ids" in names)
 
 
 def _dynamic_axes(shape: tuple[int, ...], batch: int, seq: int) -> dict[int, str]:
@@ -106,7 +108,7 @@ def export_fp32(ckpt: Path, cfg: EncoderRunConfig, task: Task, opset: int = 17) 
 
     model, tok = load_model_from_checkpoint(ckpt, cfg, task)
     model.eval()
-    feats = featurizer(tok, task, cfg, model.case is not None, getattr(model, "lex", None) is not None)
+    feats = featurizer(tok, task, cfg, model)
     batch, _ = feats._encode(EXPORT_SAMPLE)
     names = list(batch)
     tensors = {k: torch.from_numpy(v) for k, v in batch.items()}
@@ -317,6 +319,7 @@ def onnx_extractor(ckpt: Path, cfg: EncoderRunConfig, task: Task, batch_size: in
     v = meta["variants"][name]
     return EncoderExtractor(forward, tok, task, cfg.model.max_length, batch_size, input_names=input_names,
                             case_features="case_ids" in input_names, lexical_features="lex_ids" in input_names,
+                            layout_features="layout_ids" in input_names,
                             decode_options=decode_options(cfg, ckpt),
                             info={"checkpoint": str(ckpt), "runtime": f"onnx-{name}", "onnx_variant": name,
                                   "precision": v.get("precision"), "onnx_file": str(path),

@@ -142,7 +142,7 @@ def export_fast_path(run_dir: Path, checkpoint: str, cfg: EncoderRunConfig, eval
     from finextract.backends.encoder.model import load_tokenizer
 
     tok = load_tokenizer(str(ckpt / ("adapter" if (ckpt / "adapter").exists() else "model")))
-    feats = featurizer(tok, task, cfg, "case_ids" in exported["inputs"])
+    feats = featurizer(tok, task, cfg, exported["inputs"])
     for spec in int8_specs:
         t1 = time.time()
         if spec.method == "static" and not calib:

@@ -49,7 +49,7 @@ def node_parts(model: Any) -> dict[str, set[str]]:
         m = LAYER_RE.search(node.name)
         if m:
             parts.add(f"layer:{m.group(1)}")
-        if any(f"/{m}/" in node.name for m in ("embeddings", "case", "lex")):
+        if any(f"/{m}/" in node.name for m in ("embeddings", "case", "lex", "layout")):
             parts.add("embeddings")  # word/position embeddings, capitalisation and lexical feature embeddings
         if any(f"/{m}" in node.name for m in ("classifier/", "pointer/", "head")):
             parts.add("head")

@@ -24,7 +24,7 @@ from finextract.backends.encoder.model import (EncoderExtractor, build_model, co
                                                decode_options, save_model, torch_forward)
 from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers
 from finextract.backends.encoder.distill import check_compatible, distill_loss, keep_layers, teacher_checkpoint
-from finextract.backends.encoder.features import LEX_OFFSETS, token_features
+from finextract.backends.encoder.features import pad_value, token_features
 from finextract.backends.encoder.tagging import IGNORE, align_labels, label_names
 from finextract.errors import ConfigError, RunDirError
 from finextract.records import Record
@@ -46,7 +46,8 @@ class _Interrupt(Exception):
 
 
 def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length: int,
-                   with_case: bool = False, with_lex: bool = False) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
+                   with_case: bool = False, with_lex: bool = False, with_layout: bool = False,
+                   ) -> tuple[list[dict[str, list[int]]], dict[str, int]]:
     """Tokenise records and align their gold values to BIO labels."""
     feats, placed, missed = [], 0, 0
     texts = [r.text for r in records]
@@ -59,7 +60,7 @@ def encode_records(records: list[Record], tokenizer: Any, task: Task, max_length
             missed += al.missed
             feat = {k: enc[k][j] for k in enc if k != "offset_mapping"}
             feat["labels"] = al.labels
-            feat.update(token_features(rec.text, enc["offset_mapping"][j], with_case, with_lex))
+            feat.update(token_features(rec.text, enc["offset_mapping"][j], with_case, with_lex, with_layout))
             feats.append(feat)
     return feats, {"values_placed": placed, "values_missed": missed}
 
@@ -70,7 +71,7 @@ def collate(feats: list[dict[str, list[int]]], pad_id: int):
     width = max(len(f["input_ids"]) for f in feats)
     out: dict[str, Any] = {}
     for key in feats[0]:
-        pad = IGNORE if key == "labels" else (pad_id if key == "input_ids" else (list(LEX_OFFSETS) if key == "lex_ids" else 0))
+        pad = IGNORE if key == "labels" else (pad_id if key == "input_ids" else pad_value(key))
         out[key] = torch.tensor([f[key] + [pad] * (width - len(f[key])) for f in feats], dtype=torch.long)
     return out
 
@@ -180,7 +181,7 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     if cfg.model.pointer_head and task.multi_valued:
         raise ConfigError("model.pointer_head: pointer heads are for single-valued tasks (this task is multi-valued)")
     feats, align_stats = encode_records(train_recs, tokenizer, task, cfg.model.max_length, cfg.model.case_features,
-                                        cfg.model.lexical_features)
+                                        cfg.model.lexical_features, cfg.model.layout_features)
     if align_stats["values_missed"]:
         log.warning("%d of %d gold values could not be tagged (not found in the text, cut by max_length=%d, "
                     "or overlapping another value)", align_stats["values_missed"],
@@ -199,12 +200,12 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
         model = student_from_teacher(cfg, task)
     else:
         model = make_tagger(build_model(cfg, task), cfg.model.case_features, cfg.model.lexical_features,
-                            len(task.key_names) if cfg.model.pointer_head else 0)
+                            len(task.key_names) if cfg.model.pointer_head else 0, cfg.model.layout_features)
     freeze_lower_layers(model, tc.freeze_layers)
     model.to(device)
 
     def is_new(name: str) -> bool:  # freshly initialised parts: tagging/pointer heads, extra embeddings
-        return "classifier" in name or name.startswith(("case.", "lex.", "pointer."))
+        return "classifier" in name or name.startswith(("case.", "lex.", "pointer.", "layout."))
 
     head = [p for n_, p in model.named_parameters() if p.requires_grad and is_new(n_)]
     body = [(n_, p) for n_, p in model.named_parameters() if p.requires_grad and not is_new(n_)]
@@ -228,6 +229,7 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     def extractor() -> EncoderExtractor:
         return EncoderExtractor(torch_forward(model, device), tokenizer, task, cfg.model.max_length, tc.eval_batch_size,
                                 case_features=model.case is not None, lexical_features=model.lex is not None,
+                                layout_features=model.layout is not None,
                                 decode_options=decode_options(cfg))
 
     def evaluate(at: int) -> None:
