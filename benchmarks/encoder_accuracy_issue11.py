@@ -71,6 +71,11 @@ JOBS.update({
     "l_mpnet": {**LAYOUT, "model": "mpnet", "epochs": 3, "lr": 5e-5},
     "l_l3kd": {**LAYOUT, "epochs": 6, "num_layers": 3, "distill": "l_card6", "export": True},
     "l_l2kd": {**LAYOUT, "epochs": 6, "num_layers": 2, "distill": "l_card6"},
+    "l_l3kd40": {**LAYOUT, "data": "c40k", "test_data": "c20k", "epochs": 6, "num_layers": 3, "distill": "l_card40_6",
+                 "export": True},
+    "l_mpnet40": {**LAYOUT, "model": "mpnet", "data": "c40k", "test_data": "c20k", "epochs": 3, "lr": 5e-5},
+    "l_card_s1": {**LAYOUT, "seed": 1},                        # seed repeat of l_card: run-to-run noise
+    "l_card6_s1": {**LAYOUT, "epochs": 6, "seed": 1},
     "l_qc": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "layout": True, "epochs": 2,
              "max_length": 48},
 })
@@ -85,7 +90,7 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
     else:
         data.update(skip_invalid=True)
     steps_per_epoch = 133 if job["task"] == "fin-ner" else 200
-    return {"backend": "encoder", "task": job["task"], "output_dir": str(out / "runs" / name), "seed": 0, "data": data,
+    return {"backend": "encoder", "task": job["task"], "output_dir": str(out / "runs" / name), "seed": job.get("seed", 0), "data": data,
             "model": {"name_or_path": str(stage / job["model"]), "max_length": job["max_length"],
                       "lexical_features": job["lex"], "pointer_head": job["pointer"],
                       "layout_features": job.get("layout", False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -275,3 +276,32 @@ def test_multi_valued_keeps_all_spans(tok):
     stray = logits_for(text, offs, [("rose", {"I-Company": 0.6, "O": 0.4})], task=NER)
     out, _ = decode_with_confidence(text, offs, stray, NER, DecodeOptions())
     assert out["Company"] == []
+
+
+# ------------------------------------------------------------------ batched decoding
+@pytest.mark.parametrize("method", ["bio", "pointer"])
+@pytest.mark.parametrize("penalty", [0.0, 1.0, 4.0])
+def test_batched_decoding_equals_per_text_decoding(method, penalty):
+    """``decode_many`` (one padded batch) gives the per-text decoder's values and confidences."""
+    from finextract.backends.encoder.span_batch import decode_many
+
+    task = load_task("merchant")
+    rng = np.random.default_rng(7)
+    n_labels, k = len(label_names(task)), len(task.key_names)
+    texts = ["SQ *TURTLE TOWER SAN FRANCISCOCA", "AMZN MKTP US*2Y2L", "X", "", "CAFE 79", "A B C D E F G H"]
+    offsets, logits = [], []
+    for t in texts:
+        # sub-word pieces of at most 3 characters, so spans can start or end inside a word
+        toks = [(p, min(p + 3, m.end())) for m in re.finditer(r"\w+|[^\w\s]", t) for p in range(m.start(), m.end(), 3)]
+        off = [(0, 0)] + toks + [(0, 0)] + [(0, 0)] * int(rng.integers(0, 4))  # [CLS] ... [SEP] padding
+        offsets.append(off)
+        lg = rng.normal(scale=3.0, size=(len(off), n_labels + 2 * k)).astype(np.float32)
+        lg[1:len(toks) + 1, 0] += 2.0  # mostly "O", a few confident spans
+        logits.append(lg)
+    opts = DecodeOptions(method=method, inword_penalty=penalty, temperature={"CITY": 2.0})
+    got = decode_many(texts, offsets, logits, task, opts)
+    for t, off, lg, (values, conf) in zip(texts, offsets, logits, got):
+        ref_values, ref_conf = decode_with_confidence(t, off, lg, task, opts)
+        assert values == ref_values
+        assert conf.keys() == ref_conf.keys()
+        assert all(abs(conf[key] - ref_conf[key]) < 1e-4 for key in conf)

@@ -33,6 +33,7 @@ dict of int64 arrays), so every runtime feeds the model the same numbers.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from collections.abc import Sequence
 from typing import Any
 
@@ -181,20 +182,32 @@ _GENERIC_PREFIX = re.compile(r"[A-Z0-9]{2,5} ?\*", re.IGNORECASE)
 def prefix_chars(text: str) -> list[int]:
     arr = [0] * len(text)
     up = text.upper()
+    known = _known_prefix_re() if len(up) == len(text) else None
     for m in re.finditer(r"\S+", text):
         s = m.start()
-        for p in processor_prefixes():
-            if up.startswith(p, s):
-                end = s + len(p)
-                glued_ok = p[-1] in "* " or end >= len(text) or not text[end].isalnum()
-                if glued_ok:
-                    _mark(arr, s, end, PREFIX_KNOWN, PREFIX_KNOWN_IN)
-                    break
-        else:
-            g = _GENERIC_PREFIX.match(text, s)
-            if g and (s == 0 or text[s - 1].isspace()):
-                _mark(arr, s, g.end(), PREFIX_SHAPE, PREFIX_SHAPE_IN)
+        if known is not None:
+            k = known.match(up, s)
+            if k:
+                _mark(arr, s, k.end(), PREFIX_KNOWN, PREFIX_KNOWN_IN)
+                continue
+        else:  # upper-casing changed the length (``ß`` -> ``SS``): compare prefix by prefix
+            hit = next((p for p in processor_prefixes() if up.startswith(p, s) and
+                        (p[-1] in "* " or s + len(p) >= len(text) or not text[s + len(p)].isalnum())), None)
+            if hit:
+                _mark(arr, s, s + len(hit), PREFIX_KNOWN, PREFIX_KNOWN_IN)
+                continue
+        g = _GENERIC_PREFIX.match(text, s)
+        if g and (s == 0 or text[s - 1].isspace()):
+            _mark(arr, s, g.end(), PREFIX_SHAPE, PREFIX_SHAPE_IN)
     return arr
+
+
+@lru_cache(maxsize=1)
+def _known_prefix_re() -> re.Pattern[str]:
+    """All known prefixes as one alternation, longest first (the first that fits wins). A prefix
+    not ending in ``*`` or a space must not run on into a letter or digit (``SQ`` in ``SQUARE``)."""
+    alts = [re.escape(p) + ("" if p[-1] in "* " else r"(?![^\W_])") for p in processor_prefixes()]
+    return re.compile("|".join(alts))
 
 
 _SHAPES: list[tuple[re.Pattern[str], int]] = [
@@ -219,21 +232,26 @@ def shape_chars(text: str) -> list[int]:
 
 
 def lex_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[list[int]]:
-    """``[T, 4]`` offset ids (city, region, prefix, shape) per token; special tokens get each channel's 0."""
+    """``[T, 4]`` offset ids (city, region, prefix, shape) per token; special tokens get each channel's 0.
+
+    A token takes its channel's first non-zero character value inside it (a begin value if it
+    starts a match, else what it covers), found for all tokens at once from a "next non-zero
+    character" index per channel.
+    """
     ws = words(text)
-    chans = [city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text)]
-    out = []
-    for s, e in offsets:
-        row = []
-        for arr, off in zip(chans, LEX_OFFSETS):
-            v = 0
-            if s < e:
-                # the token's strongest value: a begin value if it starts a match, else what it covers
-                vals = [arr[c] for c in range(s, min(e, len(arr))) if arr[c]]
-                v = vals[0] if vals else 0
-            row.append(off + v)
-        out.append(row)
-    return out
+    chans = np.array([city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text)],
+                     dtype=np.int64).reshape(4, len(text))
+    n = len(text)
+    se = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = se[:, 0], np.minimum(se[:, 1], n)
+    out = np.zeros((len(se), 4), dtype=np.int64)
+    if n:
+        pos = np.where(chans != 0, np.arange(n), n)
+        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1]  # [4, n]: next non-zero at or after c
+        first = nxt[:, np.clip(starts, 0, n - 1)]                    # [4, T]
+        hit = (first < ends) & (starts < ends)
+        out = np.where(hit, np.take_along_axis(chans, np.clip(first, 0, n - 1), 1), 0).T
+    return (out + np.asarray(LEX_OFFSETS, dtype=np.int64)).tolist()
 
 
 # ------------------------------------------------------------------ layout

@@ -327,9 +327,21 @@ class EncoderExtractor(Extractor):
                                 ) -> list[tuple[Prediction, dict[str, Any]]]:
         """One ``(values, confidence)`` pair per text; confidence maps each key to the
         calibrated probability that its value (or its emptiness) is right."""
+        from finextract.backends.encoder.span_batch import decode_many
+
         opts = options or self.decode_options
         texts = list(texts)
-        return [decode_with_confidence(t, off, lg, self.task, opts) for t, (off, lg) in zip(texts, self.logits(texts))]
+        pairs = self.logits(texts)
+        out: list[Any] = [None] * len(texts)
+        real = [sum(1 for s, e in off if s < e) for off, _ in pairs]
+        order = sorted(range(len(texts)), key=real.__getitem__)  # similar lengths decode together
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b:b + self.batch_size]
+            decoded = decode_many([texts[i] for i in idx], [pairs[i][0] for i in idx], [pairs[i][1] for i in idx],
+                                  self.task, opts)
+            for i, d in zip(idx, decoded):
+                out[i] = d
+        return out
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         return [values for values, _ in self.predict_with_confidence(texts)]

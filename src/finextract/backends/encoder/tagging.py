@@ -236,6 +236,13 @@ class Candidate:
     score: float  # log-odds against the key's null option
 
 
+def _edge_inside_word(inword: np.ndarray, n: int) -> np.ndarray:
+    """``[1, n, n]``: 1.0 where span ``u..v`` starts or ends inside a word. A span pays the
+    in-word penalty once, however many of its two edges are inside words (the rule the
+    penalty was tuned with)."""
+    return np.logical_or(inword[:n][None, :, None], inword[1:n + 1][None, None, :]).astype(float)
+
+
 def _span_tables(first: np.ndarray, inner: np.ndarray, inword: np.ndarray, penalty: float, max_len: int
                  ) -> np.ndarray:
     """``S[k, u, v]`` = first[k, u] + sum(inner[k, u+1..v]) - in-word edge penalties, for u <= v < u + max_len.
@@ -246,7 +253,7 @@ def _span_tables(first: np.ndarray, inner: np.ndarray, inword: np.ndarray, penal
     K, n = first.shape
     c = np.concatenate([np.zeros((K, 1)), np.cumsum(inner, 1)], 1)  # c[:, v+1] - c[:, u+1] = sum inner[u+1..v]
     table = first[:, :, None] + (c[:, None, 1:] - c[:, 1:, None])
-    table -= penalty * (inword[:n][None, :, None] + inword[1:n + 1][None, None, :])
+    table -= penalty * _edge_inside_word(inword, n)
     u = np.arange(n)[:, None]
     v = np.arange(n)[None, :]
     table[:, (v < u) | (v - u >= max_len)] = -np.inf
@@ -323,7 +330,7 @@ def _single_pointer(start: np.ndarray, end: np.ndarray, null_start: np.ndarray, 
     n = start.shape[0]
     # a pointer span scores only its two ends: "first" = start + end - null at u == v, no inner sums
     tables = (ls[:, 1:, None] + le[:, None, 1:] - null[:, :, None]
-              - opts.inword_penalty * (inword[:n][None, :, None] + inword[1:n + 1][None, None, :]))
+              - opts.inword_penalty * _edge_inside_word(inword, n))
     u = np.arange(n)[:, None]
     v = np.arange(n)[None, :]
     tables[:, (v < u) | (v - u >= opts.max_span_tokens)] = -np.inf
