@@ -10,7 +10,8 @@ of each repeat (both measured minutes apart in the same run), with the load aver
 
 Variants: ``pytorch`` (the fp32 reference), ``onnx:fp32``, ``onnx`` (the variant export-onnx
 chose), any ``onnx:NAME`` from ``onnx/meta.json``, and ``onnx:NAME:nobucket`` (length buckets
-off, to see what they gain). F1 is exact-match micro/macro on
+off, to see what they gain); ``VARIANT@RUN`` takes the variant from another run (a teacher
+measured beside its distilled student; the first variant is the reference). F1 is exact-match micro/macro on
 ``--data`` (and ``--heldout``); throughput is ``finextract.speed.measure_throughput`` over
 ``--n-texts`` texts (``--data``'s texts repeated, in file order) at batch 64, latency from
 batches of one. Writes ``benchmarks/results/{--name}.json`` and ``.md``.
@@ -122,22 +123,27 @@ def main() -> None:
     meta = read_meta(ckpt)
     if meta is None:
         raise SystemExit(f"{ckpt}: run `finextract export-onnx {args.run}` first")
-    variants = [(v, args.run) for v in args.variants.split(",")]
+    # VARIANT@RUN takes a variant from another run (a teacher beside its distilled student)
+    variants = [tuple(v.split("@", 1)) if "@" in v else (v, args.run) for v in args.variants.split(",")]
     if args.crf_run:
         variants.append(("crf", args.crf_run))
-    runs: dict[str, list[dict]] = {v: [] for v, _ in variants}
+    def label(variant: str, run_dir: str) -> str:
+        return variant if run_dir == args.run else f"{variant}@{Path(run_dir).name}"
+
+    variants = [(label(v, r), v, r) for v, r in variants]
+    runs: dict[str, list[dict]] = {lab: [] for lab, _, _ in variants}
     t_start = time.time()
     for rep in range(args.repeats):
-        for variant, run_dir in variants:
-            print(f"[{time.strftime('%H:%M:%S')}] repeat {rep + 1}/{args.repeats}: {variant}", file=sys.stderr, flush=True)
-            runs[variant].append(run_child(args, variant, run_dir, score=rep == 0))
+        for lab, variant, run_dir in variants:
+            print(f"[{time.strftime('%H:%M:%S')}] repeat {rep + 1}/{args.repeats}: {lab}", file=sys.stderr, flush=True)
+            runs[lab].append(run_child(args, variant, run_dir, score=rep == 0))
 
     ref_name = variants[0][0]
     pilot_texts = [r.text for r in read_records(args.data, meta_task(args.run), skip_invalid=True)]
     held_texts = ([r.text for r in read_records(args.heldout, meta_task(args.run), skip_invalid=True)]
                   if args.heldout else [])
     rows = []
-    for variant, _ in variants:
+    for variant, _, _ in variants:
         rs = runs[variant]
         first = rs[0]
         row = {"variant": variant, "runtime": first["runtime"], "repeats": len(rs),

@@ -112,3 +112,16 @@ def test_teacher_must_match_and_exist(tmp_path, teacher):
                    train={"distill_from": str(teacher_run)}))
     with pytest.raises(InputError, match="not a run directory"):
         train(_cfg(tmp_path / "b", enc, train={"distill_from": str(tmp_path / "nowhere")}))
+
+
+def test_shipped_student_config_matches_its_teacher_config():
+    """configs/encoder-merchant-student.yaml distils runs/encoder-merchant: their settings must agree."""
+    from finextract.backends.encoder.distill import check_compatible
+    from finextract.config import load_run_config
+
+    teacher = load_run_config(REPO / "configs" / "encoder-merchant.yaml")
+    student = load_run_config(REPO / "configs" / "encoder-merchant-student.yaml")
+    assert Path(student.train.distill_from) == Path(teacher.output_dir)
+    assert student.model.num_layers == 3
+    check_compatible(student, teacher)
+    assert student.data.train == teacher.data.train  # distilled on the teacher's own training data

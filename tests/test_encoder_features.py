@@ -143,3 +143,17 @@ def test_featurize_layout_input_shape_and_padding():
     pad_rows = batch["attention_mask"] == 0
     assert (batch["layout_ids"][pad_rows] == LAYOUT_OFFSETS).all()      # padding: each channel's "none"
     assert list(batch) == ["input_ids", "token_type_ids", "attention_mask", "case_ids", "lex_ids", "layout_ids"]
+
+
+def test_featurize_rows_do_not_depend_on_batch_mates():
+    """Features are computed on each text's real tokens and padded after: a row equals the text alone."""
+    tok = load_tokenizer(default_model_path())
+    texts = ["FARM FRESH TO FARM FRESH TO YOU 800-796-6009 CA", "SQ *NUTS", "CAFE 79 SAN FRANCISCOCA 94110",
+             "PAYPAL *A B C D E F G H I J K L M N O P Q R S T U V W X Y Z SEATTLE WA"]
+    batch, offsets = featurize(tok, texts, 32, case=True, lex=True, layout=True)
+    for i, text in enumerate(texts):
+        alone, off = featurize(tok, [text], 32, case=True, lex=True, layout=True)
+        n = alone["input_ids"].shape[1]
+        assert offsets[i][:n] == off[0]
+        for name in ("case_ids", "lex_ids", "layout_ids"):
+            assert (batch[name][i, :n] == alone[name][0]).all(), name

@@ -334,12 +334,20 @@ def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool 
     texts = list(texts)
     enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True,
                     return_offsets_mapping=True, return_tensors="np")
-    offsets = [[(int(s), int(e)) for s, e in row] for row in enc.pop("offset_mapping")]
+    offsets = [list(map(tuple, row)) for row in enc.pop("offset_mapping").tolist()]
     batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
-    extra = [token_features(t, o, case, lex, layout) for t, o in zip(texts, offsets)]
+    width = batch["input_ids"].shape[1] if texts else 0
+    mask = batch.get("attention_mask")
+    right_padded = getattr(tokenizer, "padding_side", "right") == "right" and mask is not None
+    extra = []
+    for row, (t, o) in enumerate(zip(texts, offsets)):
+        n = int(mask[row].sum()) if right_padded else width  # features of real tokens only; padding is fixed
+        feats = token_features(t, o[:n], case, lex, layout)
+        extra.append({k: v + [pad_value(k)] * (width - n) for k, v in feats.items()})
     for name, on in zip(EXTRA_INPUTS, (case, lex, layout)):
         if on:
-            batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64)
+            batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64).reshape(len(texts), width, -1) \
+                if name != "case_ids" else np.asarray([x[name] for x in extra], dtype=np.int64).reshape(len(texts), width)
     if input_names is not None:
         batch = {k: v for k, v in batch.items() if k in input_names}
     return batch, offsets

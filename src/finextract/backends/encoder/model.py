@@ -279,6 +279,9 @@ def torch_forward(model: Any, device: str = "cpu") -> Forward:
     return forward
 
 
+DECODE_CHUNK = 8  # texts decoded together (batch-64 calls, student int8: 8 -> 0.19 ms/text, 16 -> 0.25, 64 -> 0.77)
+
+
 class EncoderExtractor(Extractor):
     """Tags spans with an encoder and decodes them into exact substrings of each text.
 
@@ -335,8 +338,9 @@ class EncoderExtractor(Extractor):
         out: list[Any] = [None] * len(texts)
         real = [sum(1 for s, e in off if s < e) for off, _ in pairs]
         order = sorted(range(len(texts)), key=real.__getitem__)  # similar lengths decode together
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b:b + self.batch_size]
+        step = DECODE_CHUNK  # small chunks of similar length: the span tables grow with the longest text squared
+        for b in range(0, len(order), step):
+            idx = order[b:b + step]
             decoded = decode_many([texts[i] for i in idx], [pairs[i][0] for i in idx], [pairs[i][1] for i in idx],
                                   self.task, opts)
             for i, d in zip(idx, decoded):

@@ -108,7 +108,8 @@ def register(app: typer.Typer) -> None:
                      "eval_sets": {"pilot": str(pilot_path)} if pilot_path.exists() else {}},
             # issue 11: lexical features + pointer heads, decoder chosen on validation, length-bucketed
             # batches; max_length 48 covers generated descriptors (the rest are cut, and counted)
-            "model": {"max_length": max_length, "lexical_features": True, "pointer_head": True, "decoder": "auto",
+            "model": {"max_length": max_length, "lexical_features": True, "pointer_head": True, "layout_features": True,
+                      "decoder": "auto",
                       **({"name_or_path": model} if model else {})},
             "train": {"epochs": epochs, "batch_size": batch_size, "learning_rate": lr, "head_learning_rate": 1e-3,
                       "checkpoint_every": 100, "num_threads": threads, "length_buckets": True},
