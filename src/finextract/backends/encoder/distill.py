@@ -54,9 +54,8 @@ def keep_layers(hf_model: Any, keep: int) -> list[int]:
         if attn is not None and hasattr(attn, "layer_idx"):
             attn.layer_idx = new
     hf_model.config.num_hidden_layers = len(idx)
-    for cfg in (getattr(base, "config", None),):
-        if cfg is not None:
-            cfg.num_hidden_layers = len(idx)
+    if getattr(base, "config", hf_model.config) is not hf_model.config:
+        base.config.num_hidden_layers = len(idx)
     return idx
 
 

@@ -349,8 +349,7 @@ def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool 
         extra.append({k: v + [pad_value(k)] * (width - n) for k, v in feats.items()})
     for name, on in zip(EXTRA_INPUTS, (case, lex, layout)):
         if on:
-            batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64).reshape(len(texts), width, -1) \
-                if name != "case_ids" else np.asarray([x[name] for x in extra], dtype=np.int64).reshape(len(texts), width)
+            batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64)
     if input_names is not None:
         batch = {k: v for k, v in batch.items() if k in input_names}
     return batch, offsets

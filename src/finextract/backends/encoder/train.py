@@ -95,24 +95,21 @@ def _prune(run: RunDir, keep_last: int) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def start_from_teacher(cfg: EncoderRunConfig, task: Task, device: str) -> Any:
-    """The frozen teacher of ``train.distill_from`` (eval mode, on ``device``)."""
+def load_teacher(cfg: EncoderRunConfig, task: Task, device: str) -> tuple[Any, Any]:
+    """``(teacher, fresh student)`` for ``train.distill_from``: the teacher frozen in eval mode on
+    ``device``; the student a copy of it (loaded once) cut to ``model.num_layers`` layers."""
+    import copy
+
     ckpt, tcfg = teacher_checkpoint(cfg.train.distill_from)
     check_compatible(cfg, tcfg)
     teacher, _ = load_model_from_checkpoint(ckpt, tcfg, task)
+    student = copy.deepcopy(teacher)
+    if cfg.model.num_layers:
+        keep_layers(student.model, cfg.model.num_layers)
     teacher.to(device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    return teacher
-
-
-def student_from_teacher(cfg: EncoderRunConfig, task: Task) -> Any:
-    """A fresh copy of the teacher's best checkpoint, cut to ``model.num_layers`` layers."""
-    ckpt, tcfg = teacher_checkpoint(cfg.train.distill_from)
-    student, _ = load_model_from_checkpoint(ckpt, tcfg, task)
-    if cfg.model.num_layers:
-        keep_layers(student.model, cfg.model.num_layers)
-    return student
+    return teacher, student
 
 
 def _device(cfg: EncoderRunConfig) -> str:
@@ -193,11 +190,11 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     total = tc.max_steps or max(1, math.ceil(tc.epochs * spe))
 
     state: dict[str, Any] | None = None
-    teacher = start_from_teacher(cfg, task, device) if tc.distill_from else None
+    teacher, fresh_student = load_teacher(cfg, task, device) if tc.distill_from else (None, None)
     if resumed is not None:
         model, state = resumed
-    elif teacher is not None:
-        model = student_from_teacher(cfg, task)
+    elif fresh_student is not None:
+        model = fresh_student
     else:
         model = make_tagger(build_model(cfg, task), cfg.model.case_features, cfg.model.lexical_features,
                             len(task.key_names) if cfg.model.pointer_head else 0, cfg.model.layout_features)
