@@ -9,8 +9,9 @@ of each repeat (both measured minutes apart in the same run), with the load aver
         --heldout runs/qs/data/test.jsonl --threads 2 --repeats 3 [--crf-run runs/crf]
 
 Variants: ``pytorch`` (the fp32 reference), ``onnx:fp32``, ``onnx`` (the variant export-onnx
-chose), any ``onnx:NAME`` from ``onnx/meta.json``, and ``onnx:NAME:nobucket`` (length buckets
-off, to see what they gain); ``VARIANT@RUN`` takes the variant from another run (a teacher
+chose), any ``onnx:NAME`` from ``onnx/meta.json``, ``onnx:NAME:nobucket`` (length buckets
+off, to see what they gain) and ``...:w2`` (two worker processes of one thread each; peak RSS
+is then the parent's plus the workers'); ``VARIANT@RUN`` takes the variant from another run (a teacher
 measured beside its distilled student; the first variant is the reference). F1 is exact-match micro/macro on
 ``--data`` (and ``--heldout``); throughput is ``finextract.speed.measure_throughput`` over
 ``--n-texts`` texts (``--data``'s texts repeated, in file order) at batch 64, latency from
@@ -33,13 +34,27 @@ RESULTS = HERE / "results"
 
 
 def load_for(variant: str, run_dir: str, threads: int):
-    from finextract.extractor import load_extractor
+    """``pytorch``/``crf``/``onnx[:NAME]`` with flags after a colon: ``nobucket`` (length buckets off),
+    ``wN`` (N worker processes of one thread each, :mod:`finextract.parallel`)."""
+    from finextract.runtime import load_with_runtime
 
-    if variant in ("pytorch", "crf"):
-        return load_extractor(run_dir, "best", num_threads=threads)
-    _, name, flag = (variant.split(":") + ["", ""])[:3]  # onnx[:NAME[:nobucket]]
-    return load_extractor(run_dir, "best", runtime="onnx", variant=name or None, num_threads=threads,
-                          bucket=flag != "nobucket")
+    parts = variant.split(":")
+    flags = [f for f in parts[1:] if f == "nobucket" or (f[:1] == "w" and f[1:].isdigit())]
+    workers = next((int(f[1:]) for f in flags if f.startswith("w")), 1)
+    name = next((p for p in parts[1:] if p not in flags), "")
+    if parts[0] in ("pytorch", "crf"):
+        return load_with_runtime(run_dir, "best", "torch", workers=workers, num_threads=threads)
+    return load_with_runtime(run_dir, "best", "onnx", workers=workers, variant=name or None, num_threads=threads,
+                             bucket="nobucket" not in flags)
+
+
+def workers_peak_rss_mb(ex) -> float:
+    """Peak resident memory of an extractor's worker processes (VmHWM each, summed); 0 without workers."""
+    total = 0.0
+    for proc in getattr(ex, "_procs", []):
+        with open(f"/proc/{proc.pid}/status", encoding="ascii") as fh:
+            total += next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
+    return total
 
 
 def measure(args: argparse.Namespace) -> dict:
@@ -70,7 +85,9 @@ def measure(args: argparse.Namespace) -> dict:
     texts = (texts * (args.n_texts // max(1, len(texts)) + 1))[:args.n_texts]
     speed = measure_throughput(ex, texts, batch_size=64, latency_samples=100, repeats=3)
     row.update({k: speed[k] for k in ("samples_per_s", "samples_per_s_all", "p50_ms", "p90_ms", "p99_ms")})
-    row.update({"peak_rss_mb": round(peak_rss_mb(), 1), "threads": args.threads,
+    workers_mb = workers_peak_rss_mb(ex)
+    row.update({"peak_rss_mb": round(peak_rss_mb() + workers_mb, 1), "workers_rss_mb": round(workers_mb, 1),
+                "threads": args.threads,
                 "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)})
     return row
 

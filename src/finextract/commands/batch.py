@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from finextract.runtime import RUNTIME_HELP
+from finextract.runtime import RUNTIME_HELP, WORKERS_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         max_chars: int | None = typer.Option(None, help="longest text accepted (default: the task's "
                                                         "max_text_chars); a longer one is an error naming its line"),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
+        workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
     ) -> None:
         """Extract every row of a file, in bounded memory.
 
@@ -38,7 +39,7 @@ def register(app: typer.Typer) -> None:
         from finextract.runtime import load_with_runtime
 
         check_output_path(output, OUTPUT_SUFFIXES)  # before the model is loaded
-        extractor = load_with_runtime(run_dir, checkpoint, runtime)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime, workers=workers)
         summary = run_batch(extractor, input, output, batch_size=batch_size, text_column=text_column,
                             overwrite=overwrite, max_chars=max_chars)
         console.print_json(json.dumps(summary.to_dict()))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from finextract.runtime import RUNTIME_HELP
+from finextract.runtime import RUNTIME_HELP, WORKERS_HELP
 
 TRUST_HELP = ("let the model folder run its own Python (transformers trust_remote_code); never taken from "
               "the run's config.yaml (env: FINEXTRACT_TRUST_REMOTE_CODE=1)")
@@ -75,6 +75,7 @@ def register(app: typer.Typer) -> None:
                                                         "max_text_chars); a longer one is an error"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
+        workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
     ) -> None:
         """Extract structured fields from texts with a trained run.
 
@@ -91,7 +92,7 @@ def register(app: typer.Typer) -> None:
             check_output_path(output, (".jsonl", ".json", ".csv"))
         if not texts and input is None:
             raise UserError("nothing to predict: give texts as arguments or --input FILE")
-        extractor = load_with_runtime(run_dir, checkpoint, runtime)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime, workers=workers)
         limit = max_chars or extractor.task.max_text_chars
         items = []
         for i, text in enumerate(texts or []):
@@ -135,6 +136,7 @@ def register(app: typer.Typer) -> None:
         skip_invalid: bool = typer.Option(False, help="drop invalid gold records instead of refusing the file"),
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
+        workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
         _trust_remote_code(trust_remote_code)
@@ -145,7 +147,7 @@ def register(app: typer.Typer) -> None:
         for path in (out, predictions):
             if path is not None:
                 check_output_path(path)
-        extractor = load_with_runtime(run_dir, checkpoint, runtime)
+        extractor = load_with_runtime(run_dir, checkpoint, runtime, workers=workers)
         records = read_records(data, extractor.task, skip_invalid=skip_invalid)
         report, preds = extractor.evaluate(records, collect_errors=True)
         console.print(report.rich_table(title=f"{run_dir} on {data}"))
