@@ -117,6 +117,23 @@ def test_lora_trains_and_loads_merged(tmp_path, tiny_random):
     assert len(ex.predict(["SQ *TURTLE TOWER SAN FRANCISCO CA"])) == 1
 
 
+def test_bf16_precision_trains_under_autocast_and_keeps_fp32_weights(tmp_path, tiny_random):
+    """model.precision: bf16 changes the arithmetic (weights differ from the fp32 run after the same
+    steps) but not what is stored (fp32 tensors) nor what loads (a working extractor)."""
+    weights = {}
+    for precision in ("fp32", "bf16"):
+        cfg = make_cfg(tmp_path / precision, tiny_random, max_steps=8, eval_every=8)
+        cfg.model.precision = precision
+        train(cfg)
+        ckpt = RunDir(tmp_path / precision).resolve_checkpoint("best")
+        weights[precision] = load_file(str(ckpt / "model" / "model.safetensors"))
+        assert all(v.dtype.is_floating_point is False or str(v.dtype) == "torch.float32"
+                   for v in weights[precision].values())
+    assert any(not (weights["fp32"][k] == weights["bf16"][k]).all() for k in weights["fp32"])
+    ex = load(str(tmp_path / "bf16"))
+    assert len(ex.predict(["SQ *TURTLE TOWER SAN FRANCISCO CA"])) == 1
+
+
 def test_missing_training_data_is_a_config_error(tmp_path):
     cfg = EncoderRunConfig.model_validate({"backend": "encoder", "output_dir": str(tmp_path / "r")})
     with pytest.raises(ConfigError, match="data.train"):

@@ -245,6 +245,10 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     model.eval()
     life.rescore(step, extractor, epoch=step / spe)  # killed between saving and scoring that checkpoint
 
+    def autocast() -> Any:  # model.precision: bf16 compute, fp32 weights and optimizer state
+        return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16,
+                              enabled=cfg.model.precision == "bf16")
+
     model.train()
     started = time.time()
     bar = life.progress(total, step, enabled=tc.progress)
@@ -258,13 +262,14 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
             batch = collate([feats[i] for i in perm[b * tc.batch_size:(b + 1) * tc.batch_size]],
                             tokenizer.pad_token_id or 0)
             batch = {k: v.to(device) for k, v in batch.items()}
-            out = model(**batch)
-            loss = out.loss
-            if teacher is not None:
-                with torch.no_grad():
-                    soft = teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
-                loss = (1 - tc.distill_weight) * loss + tc.distill_weight * distill_loss(
-                    out.logits, soft, batch["labels"], n_labels, tc.distill_temperature)
+            with autocast():
+                out = model(**batch)
+                loss = out.loss
+                if teacher is not None:
+                    with torch.no_grad():
+                        soft = teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits
+                    loss = (1 - tc.distill_weight) * loss + tc.distill_weight * distill_loss(
+                        out.logits, soft, batch["labels"], n_labels, tc.distill_temperature)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), tc.max_grad_norm)
             optimizer.step()
