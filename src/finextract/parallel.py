@@ -38,9 +38,11 @@ def _serve(conn: Any, source: str, checkpoint: str | None, runtime: str, threads
         import torch
 
         torch.set_num_threads(threads)
-        from finextract.runtime import load_with_runtime
+        from finextract.extractor import load_extractor
 
-        ex = load_with_runtime(source, checkpoint, runtime, num_threads=threads, **kwargs)
+        # the parent checked the run and the runtime (finextract.runtime) before starting workers
+        ex = load_extractor(source, checkpoint, num_threads=threads, **({"runtime": runtime} if runtime != "torch"
+                                                                          else {}), **kwargs)
         conn.send(("ok", (ex.task, ex.describe(), hasattr(ex, "predict_with_confidence"))))
     except BaseException as exc:  # the parent raises it with the worker's message
         conn.send(("error", _portable(exc)))
