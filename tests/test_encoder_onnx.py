@@ -16,7 +16,7 @@ from finextract.backends.encoder.onnx import (META_NAME, length_buckets, onnx_di
                                               write_meta)
 from finextract.backends.encoder.onnx_select import BASE_KEEP, OUTER, EvalSet, Int8Spec, export_fast_path  # noqa: E402
 from finextract.backends.encoder.quantize import nodes_to_keep_fp32  # noqa: E402
-from finextract.backends.encoder.testing import build_tiny_encoder  # noqa: E402
+from finextract.backends.encoder.testing import build_tiny_encoder, train_tiny_run  # noqa: E402
 from finextract.records import Record, read_records  # noqa: E402
 from finextract.rundir import RunDir  # noqa: E402
 
@@ -36,19 +36,7 @@ def fixed_records(task) -> list[Record]:
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     """A 4-layer random-init BERT trained on generated descriptors (seconds on one core)."""
-    from finextract.synth import write_splits
-
-    base = tmp_path_factory.mktemp("onnx")
-    model = build_tiny_encoder(base / "bert", layers=4, pretrained=False, hidden=64)
-    paths = write_splits(base / "data", n=400, seed=5)
-    cfg = EncoderRunConfig.model_validate({
-        "backend": "encoder", "task": "merchant", "output_dir": str(base / "run"), "seed": 0,
-        "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "test": str(paths["test"])},
-        "model": {"name_or_path": str(model), "max_length": 48},
-        "train": {"learning_rate": 3e-3, "max_steps": 60, "batch_size": 16, "checkpoint_every": 60, "warmup_ratio": 0.0,
-                  "progress": False, "num_threads": 1}})
-    train(cfg)
-    return Path(cfg.output_dir)
+    return train_tiny_run(tmp_path_factory.mktemp("onnx"), layers=4, hidden=64, n=400, data_seed=5)
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from finextract.backends.encoder import EncoderRunConfig, train
-from finextract.backends.encoder.testing import build_tiny_encoder
+from finextract.backends.encoder.testing import train_tiny_run
 from finextract.errors import FinextractError, InputError, NotFoundError
 from finextract.extractor import load_extractor
 from finextract.parallel import ParallelExtractor
@@ -22,19 +21,8 @@ pytestmark = pytest.mark.xdist_group("parallel")  # spawns processes: keep off t
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A tiny random-init encoder trained a few steps: real run dir, real checkpoint."""
-    from finextract.synth import write_splits
-
-    base = tmp_path_factory.mktemp("parallel")
-    model = build_tiny_encoder(base / "bert", layers=2, pretrained=False, hidden=32)
-    paths = write_splits(base / "data", n=200, seed=3)
-    cfg = EncoderRunConfig.model_validate({
-        "backend": "encoder", "task": "merchant", "output_dir": str(base / "run"), "seed": 0,
-        "data": {"train": str(paths["train"]), "validation": str(paths["validation"])},
-        "model": {"name_or_path": str(model), "max_length": 32, "lexical_features": True, "pointer_head": True},
-        "train": {"learning_rate": 3e-3, "max_steps": 12, "batch_size": 16, "checkpoint_every": 12,
-                  "warmup_ratio": 0.0, "progress": False, "num_threads": 1}})
-    train(cfg)
-    return Path(cfg.output_dir)
+    return train_tiny_run(tmp_path_factory.mktemp("parallel"), layers=2, hidden=32, n=200, data_seed=3,
+                          max_length=32, max_steps=12, model={"lexical_features": True, "pointer_head": True})
 
 
 @pytest.fixture(scope="module")

@@ -41,3 +41,24 @@ def build_tiny_encoder(dir: str | Path, layers: int = 2, pretrained: bool = True
     model.save_pretrained(dir)
     tok.save_pretrained(dir)
     return dir
+
+
+def train_tiny_run(base: str | Path, layers: int = 2, hidden: int = 64, n: int = 400, data_seed: int = 5,
+                   max_length: int = 48, max_steps: int = 60, model: dict | None = None) -> Path:
+    """A random-init tiny BERT trained ``max_steps`` on generated merchant descriptors: a real run
+    directory with a real checkpoint, in seconds on one core. ``model`` adds ``model.*`` settings."""
+    from finextract.backends.encoder.config import EncoderRunConfig
+    from finextract.backends.encoder.train import train
+    from finextract.synth import write_splits
+
+    base = Path(base)
+    encoder = build_tiny_encoder(base / "bert", layers=layers, pretrained=False, hidden=hidden)
+    paths = write_splits(base / "data", n=n, seed=data_seed)
+    cfg = EncoderRunConfig.model_validate({
+        "backend": "encoder", "task": "merchant", "output_dir": str(base / "run"), "seed": 0,
+        "data": {"train": str(paths["train"]), "validation": str(paths["validation"]), "test": str(paths["test"])},
+        "model": {"name_or_path": str(encoder), "max_length": max_length, **(model or {})},
+        "train": {"learning_rate": 3e-3, "max_steps": max_steps, "batch_size": 16, "checkpoint_every": max_steps,
+                  "warmup_ratio": 0.0, "progress": False, "num_threads": 1}})
+    train(cfg)
+    return Path(cfg.output_dir)
