@@ -75,3 +75,13 @@ def test_cli_eval_with_ensemble(runs, tmp_path):
     bad = subprocess.run([sys.executable, "-m", "finextract", "eval", str(runs[0]), "--data", str(data),
                           "--ensemble", str(runs[1]), "--workers", "2"], capture_output=True, text=True)
     assert bad.returncode == 2 and "--ensemble" in bad.stderr
+
+
+def test_batch_with_ensemble_writes_the_ensembles_answers(runs, texts, tmp_path):
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    subprocess.run([sys.executable, "-m", "finextract", "batch", str(runs[0]), "--input", str(src), "--output",
+                    str(out), "--ensemble", str(runs[1])], check=True, capture_output=True, text=True)
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["fields"] for r in rows] == load_ensemble(runs[:2]).predict(texts)

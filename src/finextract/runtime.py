@@ -15,6 +15,8 @@ from finextract.errors import InputError
 RUNTIMES = ("torch", "onnx")
 RUNTIME_HELP = ("torch (default) or onnx: the ONNX Runtime variant `finextract export-onnx` chose "
                 "(encoder runs; quantized variants only with a recorded F1 delta)")
+ENSEMBLE_HELP = ("another encoder run to average with RUN_DIR (repeatable): token logits averaged, then "
+                 "decoded; same tokenizer, max_length and heads (docs/encoder.md)")
 WORKERS_HELP = ("processes, each with its own copy of the model on one thread (1: this process, all "
                 "threads). On 2 cores, 2 workers keep both busy through the Python parts too (docs/encoder.md)")
 

@@ -1,4 +1,5 @@
-"""CLI command modules; each defines ``register(app)`` (see finextract.cli).
+"""CLI command modules; each defines ``register(app)`` (see finextract.cli), except ``loading``,
+the helper ``predict``/``eval``/``batch`` share to load what their flags ask for.
 
 ``data_app`` is the ``finextract data ...`` group; it is defined here (not in ``finextract.cli``)
 so command modules never import the CLI entry point back. Backend-only commands live with

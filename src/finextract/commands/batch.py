@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from finextract.runtime import RUNTIME_HELP, WORKERS_HELP
+from finextract.runtime import ENSEMBLE_HELP, RUNTIME_HELP, WORKERS_HELP
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +25,7 @@ def register(app: typer.Typer) -> None:
                                                         "max_text_chars); a longer one is an error naming its line"),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
         workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
+        ensemble: list[str] = typer.Option([], "--ensemble", help=ENSEMBLE_HELP),
     ) -> None:
         """Extract every row of a file, in bounded memory.
 
@@ -36,10 +37,10 @@ def register(app: typer.Typer) -> None:
         from finextract.batch import OUTPUT_SUFFIXES, run_batch
         from finextract.console import console
         from finextract.records import check_output_path
-        from finextract.runtime import load_with_runtime
+        from finextract.commands.loading import load_for_command
 
         check_output_path(output, OUTPUT_SUFFIXES)  # before the model is loaded
-        extractor = load_with_runtime(run_dir, checkpoint, runtime, workers=workers)
+        extractor = load_for_command(run_dir, checkpoint, runtime, workers, ensemble)
         summary = run_batch(extractor, input, output, batch_size=batch_size, text_column=text_column,
                             overwrite=overwrite, max_chars=max_chars)
         console.print_json(json.dumps(summary.to_dict()))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from finextract.runtime import RUNTIME_HELP, WORKERS_HELP
+from finextract.runtime import ENSEMBLE_HELP, RUNTIME_HELP, WORKERS_HELP
 
 TRUST_HELP = ("let the model folder run its own Python (transformers trust_remote_code); never taken from "
               "the run's config.yaml (env: FINEXTRACT_TRUST_REMOTE_CODE=1)")
@@ -76,9 +76,7 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
         workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
-        ensemble: list[str] = typer.Option([], "--ensemble", help="another encoder run to average with RUN_DIR "
-                                           "(repeatable): token logits averaged, then decoded; same tokenizer, "
-                                           "max_length and heads (docs/encoder.md)"),
+        ensemble: list[str] = typer.Option([], "--ensemble", help=ENSEMBLE_HELP),
     ) -> None:
         """Extract structured fields from texts with a trained run.
 
@@ -89,13 +87,13 @@ def register(app: typer.Typer) -> None:
         from finextract.errors import UserError
         from finextract.errors import InputError
         from finextract.records import check_output_path, read_texts, unicode_problem, write_predictions
-        from finextract.runtime import load_with_runtime
+        from finextract.commands.loading import load_for_command
 
         if output is not None:
             check_output_path(output, (".jsonl", ".json", ".csv"))
         if not texts and input is None:
             raise UserError("nothing to predict: give texts as arguments or --input FILE")
-        extractor = _load(run_dir, checkpoint, runtime, workers, ensemble)
+        extractor = load_for_command(run_dir, checkpoint, runtime, workers, ensemble)
         limit = max_chars or extractor.task.max_text_chars
         items = []
         for i, text in enumerate(texts or []):
@@ -140,20 +138,18 @@ def register(app: typer.Typer) -> None:
         trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help=TRUST_HELP),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
         workers: int = typer.Option(1, "--workers", min=1, help=WORKERS_HELP),
-        ensemble: list[str] = typer.Option([], "--ensemble", help="another encoder run to average with RUN_DIR "
-                                           "(repeatable): token logits averaged, then decoded; same tokenizer, "
-                                           "max_length and heads (docs/encoder.md)"),
+        ensemble: list[str] = typer.Option([], "--ensemble", help=ENSEMBLE_HELP),
     ) -> None:
         """Score a trained run on labeled data (per-key table, micro/macro, invalid rate)."""
         _trust_remote_code(trust_remote_code)
         from finextract.console import console
         from finextract.records import check_output_path, read_records, write_predictions
-        from finextract.runtime import load_with_runtime
+        from finextract.commands.loading import load_for_command
 
         for path in (out, predictions):
             if path is not None:
                 check_output_path(path)
-        extractor = _load(run_dir, checkpoint, runtime, workers, ensemble)
+        extractor = load_for_command(run_dir, checkpoint, runtime, workers, ensemble)
         records = read_records(data, extractor.task, skip_invalid=skip_invalid)
         report, preds = extractor.evaluate(records, collect_errors=True)
         console.print(report.rich_table(title=f"{run_dir} on {data}"))
@@ -164,17 +160,3 @@ def register(app: typer.Typer) -> None:
 
             with atomic_writer(out) as fh:
                 fh.write(json.dumps(report.to_dict(with_errors=True), indent=2, ensure_ascii=False))
-
-
-def _load(run_dir: str, checkpoint: str, runtime: str, workers: int, ensemble: list[str]):
-    """One run (``--workers`` processes of it), or RUN_DIR and the ``--ensemble`` runs averaged."""
-    from finextract.errors import InputError
-    from finextract.runtime import load_with_runtime
-
-    if not ensemble:
-        return load_with_runtime(run_dir, checkpoint, runtime, workers=workers)
-    if workers > 1:
-        raise InputError("--ensemble and --workers > 1 do not combine yet; use one of them")
-    from finextract.backends.encoder.ensemble import load_ensemble
-
-    return load_ensemble([run_dir, *ensemble], checkpoint, runtime=runtime)
