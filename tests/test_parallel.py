@@ -63,6 +63,14 @@ def test_bad_arguments_refused_before_any_worker_starts(run_dir, tmp_path):
         load_with_runtime(tmp_path / "nope", "best", workers=2)
 
 
+def test_an_error_in_one_chunk_leaves_the_workers_in_step(run_dir, texts):
+    expected = load_extractor(run_dir, "best", num_threads=1).predict(texts[:4])
+    with ParallelExtractor(run_dir, "best", workers=2) as par:
+        with pytest.raises(Exception):
+            par.predict([None, None, texts[0], texts[1]])  # worker 0's chunk fails, worker 1's succeeds
+        assert par.predict(texts[:4]) == expected  # not worker 1's stale answer from the failed call
+
+
 def test_close_stops_the_workers(run_dir):
     par = ParallelExtractor(run_dir, "best", workers=2)
     procs = list(par._procs)

@@ -114,17 +114,21 @@ class ParallelExtractor(Extractor):
             raise
 
     def _receive(self, i: int) -> Any:
+        status, payload = self._read(i)
+        if status == "error":
+            raise payload
+        return payload
+
+    def _read(self, i: int) -> tuple[str, Any]:
+        """Worker ``i``'s next ``(status, payload)``; a worker that died is an error here."""
         try:
-            status, payload = self._conns[i].recv()
+            return self._conns[i].recv()
         except (EOFError, OSError) as exc:
             self._procs[i].join(timeout=5)
             raise FinextractError(
                 f"{self.source}: worker {i} exited (exit code {self._procs[i].exitcode}); its stderr above says why. "
                 "From a script, put the call under `if __name__ == \"__main__\":` (workers are spawned and "
                 "re-import the main module)") from exc
-        if status == "error":
-            raise payload
-        return payload
 
     def _call_chunks(self, method: str, chunks: list[list[str]]) -> list[list[Any]]:
         out: list[list[Any]] = []
@@ -132,7 +136,13 @@ class ParallelExtractor(Extractor):
             wave = chunks[start:start + self.workers]
             for i, chunk in enumerate(wave):
                 self._conns[i].send((method, chunk))
-            out += [self._receive(i) for i in range(len(wave))]
+            # every answer of the wave is read before any error is raised, so none is left in a
+            # pipe to be taken for the next call's answer
+            replies = [self._read(i) for i in range(len(wave))]
+            errors = [payload for status, payload in replies if status == "error"]
+            if errors:
+                raise errors[0]
+            out += [payload for _, payload in replies]
         return out
 
     def _call(self, method: str, texts: Sequence[str]) -> list[Any]:
