@@ -15,8 +15,6 @@ from finextract.errors import InputError
 RUNTIMES = ("torch", "onnx")
 RUNTIME_HELP = ("torch (default) or onnx: the ONNX Runtime variant `finextract export-onnx` chose "
                 "(encoder runs; quantized variants only with a recorded F1 delta)")
-ENSEMBLE_HELP = ("another encoder run to average with RUN_DIR (repeatable): token logits averaged, then "
-                 "decoded; same tokenizer, max_length and heads (docs/encoder.md)")
 WORKERS_HELP = ("processes, each with its own copy of the model on one thread (1: this process, all "
                 "threads). On 2 cores, 2 workers keep both busy through the Python parts too (docs/encoder.md)")
 
@@ -35,7 +33,6 @@ def load_with_runtime(source: str | Path, checkpoint: str | None, runtime: str =
         if str(source).startswith(("http://", "https://")):
             raise InputError(f"--workers {workers}: {source} is an endpoint; the server decides its own workers")
         from finextract.parallel import ParallelExtractor
-
         from finextract.runcheck import check_run
 
         check_run(str(source), checkpoint)  # a missing or damaged run: one line here, not in a worker

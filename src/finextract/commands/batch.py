@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from finextract.runtime import ENSEMBLE_HELP, RUNTIME_HELP, WORKERS_HELP
+from finextract.commands.loading import ENSEMBLE_HELP
+from finextract.runtime import RUNTIME_HELP, WORKERS_HELP
 
 
 def register(app: typer.Typer) -> None:

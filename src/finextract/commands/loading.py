@@ -11,6 +11,9 @@ from typing import Any
 from finextract.errors import InputError
 from finextract.runtime import load_with_runtime
 
+ENSEMBLE_HELP = ("another encoder run to average with RUN_DIR (repeatable): token logits averaged, then "
+                 "decoded; same tokenizer, max_length and heads (docs/encoder.md)")
+
 
 def load_for_command(run_dir: str, checkpoint: str | None, runtime: str, workers: int = 1,
                      ensemble: list[str] | None = None) -> Any:

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from finextract.runtime import ENSEMBLE_HELP, RUNTIME_HELP, WORKERS_HELP
+from finextract.commands.loading import ENSEMBLE_HELP
+from finextract.runtime import RUNTIME_HELP, WORKERS_HELP
 
 TRUST_HELP = ("let the model folder run its own Python (transformers trust_remote_code); never taken from "
               "the run's config.yaml (env: FINEXTRACT_TRUST_REMOTE_CODE=1)")
