@@ -51,8 +51,8 @@ def load_for(variant: str, run_dir: str, threads: int):
 def workers_peak_rss_mb(ex) -> float:
     """Peak resident memory of an extractor's worker processes (VmHWM each, summed); 0 without workers."""
     total = 0.0
-    for proc in getattr(ex, "_procs", []):
-        with open(f"/proc/{proc.pid}/status", encoding="ascii") as fh:
+    for pid in getattr(ex, "worker_pids", []):
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
             total += next(int(line.split()[1]) for line in fh if line.startswith("VmHWM")) / 1024
     return total
 

@@ -74,6 +74,7 @@ def test_an_error_in_one_chunk_leaves_the_workers_in_step(run_dir, texts):
 def test_close_stops_the_workers(run_dir):
     par = ParallelExtractor(run_dir, "best", workers=2)
     procs = list(par._procs)
+    assert par.worker_pids == [p.pid for p in procs] and len(procs) == 2
     par.close()
     assert all(not p.is_alive() for p in procs)
 

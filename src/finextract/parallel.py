@@ -162,6 +162,11 @@ class ParallelExtractor(Extractor):
             raise InputError(f"{self.source}: this backend gives no field confidence (encoder runs do)")
         return self._call("predict_with_confidence", texts)
 
+    @property
+    def worker_pids(self) -> list[int]:
+        """Process ids of the running workers (for memory and CPU accounting)."""
+        return [p.pid for p in self._procs]
+
     def describe(self) -> dict[str, Any]:
         return {**self._describe, "workers": self.workers, "threads_per_worker": self.threads_per_worker}
 
