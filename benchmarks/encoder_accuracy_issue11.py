@@ -100,7 +100,32 @@ JOBS.update({
     "n_s1": {**NEW, "seed": 1},
     "n_s2": {**NEW, "seed": 2},
 })
-ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"]}
+# Session 5: the generator's acceptor lines now print a full name field against the city (no
+# space; width 20 added), data g20k/g40k/g80k = card profile with that change (seeds 1/2/3, as
+# c20k/c40k/c80k). Jobs at max_length 128 (the shipped default): three seeds on the new data and
+# two more seeds on the old (d_len128 is seed 0), one with the word-embedding table frozen.
+# Quickstart recipes (q = the quickstart's own data: qc6k old generator, qg6k new), trained
+# exactly as `finextract quickstart` does (max_length 48, bf16, one checkpoint at the end).
+L128 = {**DEFAULT, "max_length": 128}
+GEN2 = {**L128, "data": "g40k", "test_data": "g20k", "extra_tests": ["c20k"]}
+QS = {**MERCHANT, "data": "qg6k", "model": "minilm", "lex": True, "pointer": True, "layout": True, "epochs": 2.5,
+      "max_length": 48, "precision": "bf16", "ckpt_end": True, "extra_tests": ["c20k"]}
+JOBS.update({
+    "g_s0": {**GEN2, "export": True},
+    "g_s1": {**GEN2, "seed": 1},
+    "g_s2": {**GEN2, "seed": 2},
+    "c_s1": {**L128, "seed": 1, "extra_tests": ["g20k"]},
+    "c_s2": {**L128, "seed": 2, "extra_tests": ["g20k"]},
+    "g_fe": {**GEN2, "freeze_emb": True},
+    "qs_old": {**QS, "data": "qc6k"},
+    "qs_base": {**QS},
+    "qs_lr2": {**QS, "lr": 2e-4, "head_lr": 2e-3},
+    "qs_bs16": {**QS, "bs": 16},
+    "qs_fe": {**QS, "freeze_emb": True},
+    "qs_fe35": {**QS, "freeze_emb": True, "epochs": 3.5},
+    "qs_fe35_lr2": {**QS, "freeze_emb": True, "epochs": 3.5, "lr": 2e-4, "head_lr": 2e-3},
+})
+ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"]}
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 
@@ -114,12 +139,15 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
     steps_per_epoch = 133 if job["task"] == "fin-ner" else 200
     return {"backend": "encoder", "task": job["task"], "output_dir": str(out / "runs" / name), "seed": job.get("seed", 0), "data": data,
             "model": {"name_or_path": str(stage / job["model"]), "max_length": job["max_length"],
+                      "precision": job.get("precision", "fp32"),
                       "lexical_features": job["lex"], "pointer_head": job["pointer"],
                       "layout_features": job.get("layout", False),
                       **({"num_layers": job["num_layers"]} if job.get("num_layers") else {})},
             "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
-                      "batch_size": job["bs"], "checkpoint_every": steps_per_epoch, "num_threads": 2, "progress": False,
-                      "freeze_layers": job.get("freeze", 0), "length_buckets": True,
+                      "batch_size": job["bs"], "num_threads": 2, "progress": False,
+                      "checkpoint_every": 1_000_000 if job.get("ckpt_end") else steps_per_epoch,
+                      "freeze_layers": job.get("freeze", 0), "freeze_embeddings": job.get("freeze_emb", False),
+                      "length_buckets": True,
                       **({"distill_from": str(out / "runs" / job["distill"])} if job.get("distill") else {}),
                       **({"max_steps": 3, "checkpoint_every": 3} if os.environ.get("BENCH_SMOKE") else {})}}
 
@@ -151,6 +179,7 @@ def run_job(name: str, stage: Path, out: Path) -> dict:
     sets = {"validation": cfg.data.validation}
     if task.name == "merchant":
         sets.update(test=cfg.data.test, pilot=stage / "data" / "pilot_memos.jsonl")
+        sets.update({f"test_{d}": stage / "data" / d / "test.jsonl" for d in job.get("extra_tests", [])})
     decoders = ["argmax", "bio"] + (["pointer"] if job["pointer"] else [])
     scores: dict = {}
     for set_name, path in sets.items():

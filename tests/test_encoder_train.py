@@ -166,3 +166,22 @@ def test_cli_bad_config_exits_2_without_traceback(tmp_path):
                           timeout=120)
     assert proc.returncode == 2
     assert "max_length" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_freeze_embeddings_keeps_the_word_table_and_trains_the_rest(tmp_path, tiny_random):
+    """train.freeze_embeddings: the sub-word table in the checkpoint equals the base model's,
+    while the layers (and position embeddings) moved."""
+    base = load_file(str(tiny_random / "model.safetensors"))
+    cfg = make_cfg(tmp_path / "run", tiny_random, max_steps=6, eval_every=6, freeze_embeddings=True)
+    summary = train(cfg)
+    saved = load_file(str(RunDir(tmp_path / "run").resolve_checkpoint("best") / "model" / "model.safetensors"))
+
+    def find(sd, suffix):
+        (key,) = [k for k in sd if k.endswith(suffix)]
+        return sd[key]
+
+    word = "embeddings.word_embeddings.weight"
+    assert (find(saved, word) == find(base, word)).all()
+    layer = "encoder.layer.0.attention.self.query.weight"
+    assert not (find(saved, layer) == find(base, layer)).all()
+    assert summary["trainable_parameters"] == summary["parameters"] - find(base, word).numel()

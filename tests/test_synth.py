@@ -185,24 +185,34 @@ def test_acceptor_name_field_cuts_exactly_at_the_width():
 
 
 def test_generated_cuts_land_at_the_field_width(sample):
-    """Records cut by a fixed-width field: the name field ends exactly at 22/25 (mid-word
-    allowed) and the city field at its width; the label is the printed remainder."""
+    """Records cut by a fixed-width field: the name field ends exactly at its width (20/22/25,
+    mid-word allowed) and the city field at its width; the label is the printed remainder. A
+    full name field touches the city field after it (no padding is left), unless the bank
+    re-spaced it."""
+    from finextract.synth.profiles import PROFILES
+
     cuts = [r for r in sample if r.meta.get("cut")]
     acceptor_cuts = [r for r in cuts if r.meta["family"] == "acceptor" and "name" in r.meta["cut"]]
     assert len(acceptor_cuts) > 60
-    mid_word = 0
+    mid_word = glued = with_city = 0
     for r in acceptor_cuts:
         width = r.meta["cut"]["name"]
-        assert width in (22, 25)
+        assert width in PROFILES["card"].acceptor_widths
         spans = r.meta["spans"]
         start = spans["INTERMEDIARY"][0] if "INTERMEDIARY" in spans else spans["MERCHANT_NAME"][0]
         end = max(spans[k][1] for k in ("MERCHANT_NAME", "DYNAMIC_DESCRIPTOR") if k in spans
                   and spans[k][0] < start + width)
         assert end <= start + width and not r.text[end:start + width].strip(_DANGLING), r.text
-        assert r.text[start + width:start + width + 1] in (" ", ""), r.text   # the next field follows
-        mid_word += r.text[end - 1].isalnum() and r.text[start + width:start + width + 1] == " " and \
-            end == start + width
+        after = r.text[start + width:start + width + 1]
+        next_values = {s[0] for k, s in spans.items() if k in ("CITY", "PHONE", "WEBSITE")}
+        # the next field follows: after a space, or touching (a city, phone or domain starts there)
+        assert after in (" ", "") or start + width in next_values, r.text
+        mid_word += r.text[end - 1].isalnum() and end == start + width and after.isalnum()
+        if "CITY" in spans and "STREET" not in spans and spans["CITY"][0] <= start + width + 1:
+            with_city += 1
+            glued += spans["CITY"][0] == start + width
     assert mid_word > 0.3 * len(acceptor_cuts)
+    assert 0.6 * with_city < glued < with_city          # acceptor_glue 0.8, padded lines always
     for r in cuts:
         if "city" in r.meta["cut"]:
             assert len(r.values["CITY"]) <= r.meta["cut"]["city"] <= 13

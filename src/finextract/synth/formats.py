@@ -327,16 +327,20 @@ def acceptor_name_field(inter: str, name: str, dd: str, width: int) -> tuple[lis
 
 
 def fam_acceptor(c: Ctx) -> list[Piece]:
-    """Plain card-acceptor line, ISO 8583 DE 43: NAME(22|25) CITY(13) ST [ZIP] [CC], the
+    """Plain card-acceptor line, ISO 8583 DE 43: NAME(20|22|25) CITY(13) ST [ZIP] [CC], the
     name field cut exactly at its width, the city field at 13; sometimes space-padded."""
     rng = c.rng
-    width = rng.choice(ACCEPTOR_NAME_WIDTHS)
+    width = rng.choice(c.prof.acceptor_widths or ACCEPTOR_NAME_WIDTHS)
     glue_dd = bool(c.dd) and c.dd[0] in "*#-" and len(c.inter + c.name + c.dd) <= width and rng.random() < 0.6
     field, was_cut = acceptor_name_field(c.inter, c.name, c.dd if glue_dd else "", width)
     cut = dict(c.cut or {})
     if was_cut:
         cut["name"] = width
     padded = rng.random() < 0.3
+    # A full name field has no padding left to separate it from the city field: in the raw
+    # fixed-width line (and after a bank squeezes the padding) the two touch,
+    # `HARBOR VIEW SEAFOOD RESTASAN FRANCISCO CA`. Some banks re-space the subfields.
+    glued = len(text_of(field)) >= width and (padded or rng.random() < c.prof.acceptor_glue)
     if padded:
         field = pad(field, width)
     slot: list[Piece] = []
@@ -371,9 +375,11 @@ def fam_acceptor(c: Ctx) -> list[Piece]:
     rng.shuffle(extras)
     street = [P(c.street, "STREET")] if c.street else []
     if extras and rng.random() < 0.5:       # phone/domain before the location (e-commerce acceptors)
-        pieces = flat([field, extras, street, slot, tail])
+        rest = flat([extras, street, slot, tail])
     else:
-        pieces = flat([field, street, slot, tail, extras])
+        rest = flat([street, slot, tail, extras])
+    # an empty city field is printed as blanks, so only a filled slot right after the name touches it
+    pieces = field + rest if glued and slot and not street and rest[0] is slot[0] else flat([field, rest])
     if padded and rng.random() < 0.3:
         pieces = collapse(pieces)
     if rng.random() < c.prof.lead_code * 2:

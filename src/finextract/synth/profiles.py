@@ -28,6 +28,8 @@ class Profile:
     lead_code: float = 0.0               # card lines led by a bank reference code (#CODE NAME ...)
     name_cut: float = 0.3                # card families: name field cut at a width from name_widths
     name_widths: tuple[int, ...] = (16, 16, 18, 20, 22, 23, 25)
+    acceptor_widths: tuple[int, ...] = (22, 25)    # the acceptor family's name field (DE 43)
+    acceptor_glue: float = 0.0           # a full acceptor name field printed against the city (no space)
     fixed_families: frozenset[str] = frozenset()   # families that keep their own key rates (not rescaled)
     foreign_slot: float = 0.0            # COUNTRY records printed as a foreign acceptor: code in the state slot
     notes: dict[str, str] = field(default_factory=dict)
@@ -56,7 +58,7 @@ PROFILES: dict[str, Profile] = {
     "card": Profile("card", CARD_WEIGHTS, CARD_PRESENCE, canada_share=0.15, more_prefixes=True, place_names=0.15,
                     long_names=0.2, brand_variant=0.25, lead_code=0.06, name_cut=0.35,
                     name_widths=(22, 22, 25, 25, 16, 20, 23), fixed_families=frozenset({"wire"}),
-                    foreign_slot=0.7),
+                    foreign_slot=0.7, acceptor_widths=(22, 22, 25, 25, 20), acceptor_glue=0.8),
 }
 
 DEFAULT_PROFILE = "card"
@@ -89,8 +91,9 @@ def with_options(profile: "str | Profile", options: dict) -> Profile:
         opts["weights"] = get_profile(opts["weights"]).weights
     if isinstance(opts.get("presence"), str):
         opts["presence"] = get_profile(opts["presence"]).presence
-    if "name_widths" in opts:
-        opts["name_widths"] = tuple(opts["name_widths"])
+    for key in ("name_widths", "acceptor_widths"):
+        if key in opts:
+            opts[key] = tuple(opts[key])
     if "fixed_families" in opts:
         opts["fixed_families"] = frozenset(opts["fixed_families"])
     return dataclasses.replace(base, **opts)

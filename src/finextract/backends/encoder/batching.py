@@ -26,6 +26,21 @@ def bucket_by_length(perm: Sequence[int], lengths: Sequence[int], batch_size: in
     return [i for b in batches for i in b]
 
 
+def freeze_word_embeddings(tagger: Any) -> int:
+    """Freeze the encoder's sub-word embedding table; returns the number of frozen parameters.
+
+    Why: in MiniLM-L6 that table is half the weights (30,522 x 384), and AdamW updates all of
+    it every step although a batch touches a few hundred rows. Frozen, a CPU training step
+    is about 30% faster (benchmarks/encoder_quickstart_step.py). Position embeddings, the
+    layers, heads and the case/lexical/layout embeddings stay trainable.
+    """
+    emb = getattr(getattr(tagger.model.base_model, "embeddings", None), "word_embeddings", None)
+    if emb is None:
+        raise ValueError("train.freeze_embeddings: this encoder has no embeddings.word_embeddings")
+    emb.weight.requires_grad_(False)
+    return emb.weight.numel()
+
+
 def freeze_lower_layers(tagger: Any, n_layers: int) -> int:
     """Freeze the word/position embeddings and the first ``n_layers`` transformer layers.
 

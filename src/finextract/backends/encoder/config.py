@@ -74,6 +74,8 @@ class EncoderTrainConfig(StepTrainBase):
     max_grad_norm: float = Field(1.0, gt=0)
     freeze_layers: int = Field(0, ge=0, description="freeze the embeddings and the first N transformer layers "
                                "(faster CPU training; 0 = train everything)")
+    freeze_embeddings: bool = Field(False, description="keep the sub-word embedding table fixed (half of "
+                                     "MiniLM's weights; CPU steps ~30% faster)")
     length_buckets: bool = Field(False, description="batch texts of similar length together (less padding)")
     distill_from: str | None = Field(None, description="a trained encoder run: start from its best checkpoint "
                                      "(cut to model.num_layers) and learn its soft outputs too (distillation)")

@@ -22,7 +22,7 @@ from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import (EncoderExtractor, build_model, count_parameters,
                                                load_model_from_checkpoint, load_tokenizer, make_tagger,
                                                decode_options, save_model, torch_forward)
-from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers
+from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers, freeze_word_embeddings
 from finextract.backends.encoder.distill import check_compatible, distill_loss, keep_layers, teacher_checkpoint
 from finextract.backends.encoder.features import pad_value, token_features
 from finextract.backends.encoder.tagging import IGNORE, align_labels, label_names
@@ -199,6 +199,8 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
         model = make_tagger(build_model(cfg, task), cfg.model.case_features, cfg.model.lexical_features,
                             len(task.key_names) if cfg.model.pointer_head else 0, cfg.model.layout_features)
     freeze_lower_layers(model, tc.freeze_layers)
+    if tc.freeze_embeddings:
+        freeze_word_embeddings(model)
     model.to(device)
 
     def is_new(name: str) -> bool:  # freshly initialised parts: tagging/pointer heads, extra embeddings
