@@ -243,3 +243,26 @@ def test_lexical_features_and_pointer_head_export_unchanged(tmp_path):
         meta = read_meta(run.resolve_checkpoint())
         assert {"lex_ids", "layout_ids"} <= set(meta["inputs"]) and meta["outputs"] == ["logits"]
         assert load(str(run.root), runtime="onnx").predict(texts) == load(str(run.root)).predict(texts)
+
+
+@pytest.mark.slow
+def test_dynamic_int8_delta_is_measured_per_call_size_and_chosen_on_the_worst(trained_run, exported):
+    """Dynamic int8's output depends on its batch mates, so export-onnx scores it in calls of 64, 32
+    and 1 text too (batch, two workers, serve); the choice reads the worst of these."""
+    from finextract.backends.encoder.onnx_select import CALL_SIZES, choose, predict_in_calls, worst_delta
+
+    v = exported["variants"][DYNAMIC.name]
+    assert set(v["f1_calls"]) == {str(n) for n in CALL_SIZES}
+    assert "f1_calls" not in exported["variants"][STATIC.name]        # fixed scales: one measurement
+    task = load(str(trained_run)).task
+    records = fixed_records(task)
+    ref = load(str(trained_run)).predict([r.text for r in records])
+    fast = load(str(trained_run), runtime="onnx", variant=DYNAMIC.name)
+    ones = predict_in_calls(fast, [r.text for r in records], 1)
+    assert v["f1_calls"]["1"]["fixed"]["n_differing_records"] == sum(a != b for a, b in zip(ref, ones))
+    # a variant within tolerance on the whole set but not in calls of one text is not chosen
+    fake = {"fp32": {"f1": {"s": {"delta_points": 0.0}}, "speed": {"samples_per_s": 1}},
+            "fast": {"f1": {"s": {"delta_points": 0.1}}, "f1_calls": {"1": {"s": {"delta_points": -0.8}}},
+                     "speed": {"samples_per_s": 9}}}
+    assert worst_delta(fake["fast"], "s") == -0.8
+    assert choose(fake, tolerance=0.5) == "fp32" and choose(fake, tolerance=1.0) == "fast"

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-KEEP_HELP = ("comma-separated: embeddings, head, first, last (transformer layers), attention_products "
+KEEP_HELP = ("comma-separated: embeddings, head, first, last (transformer layers), ffn_out (each layer's FFN "
+             "down-projection), attention_products "
              "(the two activation x activation MatMuls of attention); default embeddings,head,attention_products")
 
 

@@ -327,7 +327,11 @@ def onnx_extractor(ckpt: Path, cfg: EncoderRunConfig, task: Task, batch_size: in
                                   # dynamic int8 takes activation scales from the whole batch, so a text's
                                   # output can depend on the texts batched with it (docs/encoder.md)
                                   "batch_dependent": (v.get("quantization") or {}).get("method") == "dynamic",
-                                  "f1_delta_points": {k: d.get("delta_points") for k, d in (v.get("f1") or {}).items()}})
+                                  "f1_delta_points": {k: d.get("delta_points") for k, d in (v.get("f1") or {}).items()},
+                                  # per call size (64, 32, 1 texts) where the output depends on batch mates
+                                  "f1_delta_points_by_call_size": {
+                                      size: {k: d.get("delta_points") for k, d in by_set.items()}
+                                      for size, by_set in (v.get("f1_calls") or {}).items()}})
 
 
 def export_checkpoint(ckpt: Path, cfg: EncoderRunConfig, task: Task, quantize: bool = True,

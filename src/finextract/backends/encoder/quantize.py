@@ -28,7 +28,8 @@ from finextract.errors import InputError
 log = logging.getLogger("finextract")
 
 LAYER_RE = re.compile(r"/layer\.(\d+)/")
-KEEP_CHOICES = ("embeddings", "head", "first", "last", "attention_products")
+KEEP_CHOICES = ("embeddings", "head", "first", "last", "attention_products", "ffn_out")
+FFN_OUT_RE = re.compile(r"/layer\.\d+/output/dense/")   # BERT's FFN down-projection (not attention/output)
 DEFAULT_KEEP = ("embeddings", "head", "first", "last", "attention_products")
 
 
@@ -40,7 +41,7 @@ def _load(path: Path):
 
 def node_parts(model: Any) -> dict[str, set[str]]:
     """Node name -> the parts it belongs to (``embeddings``, ``head`` incl. the pointer head, ``layer:N``,
-    ``attention_products``)."""
+    ``attention_products``, ``ffn_out``)."""
     inits = {i.name for i in model.graph.initializer}
     consts = {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
     out: dict[str, set[str]] = {}
@@ -55,6 +56,8 @@ def node_parts(model: Any) -> dict[str, set[str]]:
             parts.add("head")
         if node.op_type == "MatMul" and not any(i in inits or i in consts for i in node.input):
             parts.add("attention_products")  # Q.K^T and P.V: both sides are activations
+        if FFN_OUT_RE.search(node.name):
+            parts.add("ffn_out")  # its input is the GELU output: the widest activation range in a layer
         out[node.name] = parts
     return out
 
@@ -68,7 +71,7 @@ def nodes_to_keep_fp32(model_path: Path, keep: Iterable[str] = DEFAULT_KEEP) -> 
     model = _load(model_path)
     parts = node_parts(model)
     layers = sorted({int(p.split(":")[1]) for ps in parts.values() for p in ps if p.startswith("layer:")})
-    wanted = {p for p in keep if p in ("embeddings", "head", "attention_products")}
+    wanted = {p for p in keep if p in ("embeddings", "head", "attention_products", "ffn_out")}
     if layers and "first" in keep:
         wanted.add(f"layer:{layers[0]}")
     if layers and "last" in keep:
