@@ -141,6 +141,12 @@ JOBS.update({
     "c_lr2": {**L128, "lr": 2e-4, "head_lr": 2e-3, "extra_tests": ["g20k"]},
     "g_lr2": {**GEN2, "lr": 2e-4, "head_lr": 2e-3},
 })
+# Round 3 of session 5: the 3-layer student (issue 16's CPU model) distilled from g_s0, the
+# default recipe at max_length 128 on the new generator data; g_s0 is unpacked from its export.
+JOBS.update({
+    "k_g": {**GEN2, "num_layers": 3, "distill": "g_s0", "export": True},
+    "k_g_s1": {**GEN2, "num_layers": 3, "distill": "g_s0", "seed": 1},
+})
 ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"]}
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
@@ -216,6 +222,12 @@ def run_job(name: str, stage: Path, out: Path) -> dict:
                     entry["reliability"] = reliability(conf, correct)
                     entry["coverage"] = coverage_table(golds, pairs, task)
                 scores.setdefault(set_name, {})[f"{dec}@{pen:g}"] = entry
+            if dec != "argmax" and ex.decode_options.glued_fields:
+                opts = replace(ex.decode_options, method=dec, glued_fields=False)
+                rep = score(golds, [decode_with_confidence(t, o, lg, task, opts)[0] for t, (o, lg) in zip(texts, logits)],
+                            task)
+                scores[set_name][f"{dec}@{ex.decode_options.inword_penalty:g}-noglue"] = {
+                    "micro_f1": round(rep.micro.f1, 4), "n": rep.n_records, "per_key": per_key(rep)}
     result["scores"] = scores
     result["temperature"] = ex.decode_options.temperature
     if job.get("export"):

@@ -45,6 +45,9 @@ class EncoderModelConfig(BaseModel):
         "auto: whichever of bio/pointer scores higher on the validation split after training")
     inword_penalty: float = Field(1.0, ge=0, description="log-odds a span edge between two letters/digits of one "
                                   "word must win by (0: no word snapping)")
+    glued_fields: bool = Field(True, description="where a cut name field runs into the city "
+                               "(GOSSan Francis), put the name/city edge on the city's first letter "
+                               "(gazetteer), even inside a sub-word token; merchant keys only")
     dropout: float | None = Field(None, ge=0, le=0.9, description="override the encoder's hidden dropout")
     precision: Literal["fp32", "bf16"] = Field("fp32", description="training compute dtype: bf16 runs the forward "
                                                "and backward under autocast (weights and optimizer state stay fp32; "

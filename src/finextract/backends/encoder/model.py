@@ -364,7 +364,7 @@ def decode_options(cfg: EncoderRunConfig, ckpt: Path | None = None) -> DecodeOpt
     method = cfg.model.decoder
     if method == "auto":
         method = fitted.get("decoder", "bio")
-    return DecodeOptions(method=method, inword_penalty=cfg.model.inword_penalty,
+    return DecodeOptions(method=method, inword_penalty=cfg.model.inword_penalty, glued_fields=cfg.model.glued_fields,
                          temperature=_temperature(fitted.get("temperature", 1.0)))
 
 

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from finextract.backends.encoder.tagging import (Candidate, DecodeOptions, _bio_index, _resolve,
-                                                 decode_with_confidence, inword_boundaries, label_names, log_softmax)
+                                                 decode_with_confidence, inword_boundaries, label_names, log_softmax,
+                                                 spans_to_values)
 from finextract.tasks import Task
 
 
@@ -75,10 +76,8 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
             j = int(top[b, ki, r])
             cands[keys[ki]].append(Candidate(keys[ki], j // N, j % N, float(top_scores[b, ki, r])))
         chosen, conf = _resolve(cands, {key: float(logz[b, ki]) for ki, key in enumerate(task.key_names)}, opts)
-        out = task.empty_output()
-        for key, c in chosen.items():
-            out[key] = text[off[real[c.start]][0]:off[real[c.end]][1]]
-        results.append((out, conf))
+        spans = {key: (off[real[c.start]][0], off[real[c.end]][1]) for key, c in chosen.items()}
+        results.append((spans_to_values(text, spans, task.empty_output(), opts), conf))
     return results
 
 

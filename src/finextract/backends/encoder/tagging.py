@@ -195,6 +195,7 @@ class DecodeOptions:
 
     method: str = "bio"
     inword_penalty: float = 1.0
+    glued_fields: bool = False   # move a name/city edge inside a glued word onto the city's first letter (.glued)
     temperature: float | dict[str, float] = 1.0  # one for all keys, or one per key
     max_span_tokens: int = 48
 
@@ -437,6 +438,17 @@ def decode_with_confidence(text: str, offsets: Sequence[tuple[int, int]], logits
         chosen, conf = _single_bio(log_softmax(logits[real, :n_labels]), inword, task, opts)
     else:
         raise ValueError(f"decoder must be one of {DECODERS}, got {opts.method!r}")
-    for key, c in chosen.items():
-        out[key] = text[real_offsets[c.start][0]:real_offsets[c.end][1]]
-    return out, conf
+    spans = {key: (real_offsets[c.start][0], real_offsets[c.end][1]) for key, c in chosen.items()}
+    return spans_to_values(text, spans, out, opts), conf
+
+
+def spans_to_values(text: str, spans: dict[str, tuple[int, int]], out: dict[str, Any],
+                    opts: DecodeOptions) -> dict[str, Any]:
+    """Character spans of the chosen values -> ``out`` filled in (glued edges refined when asked)."""
+    if opts.glued_fields:
+        from finextract.backends.encoder.glued import refine_glued_edges
+
+        spans = refine_glued_edges(text, spans)
+    for key, (a, b) in spans.items():
+        out[key] = text[a:b]
+    return out

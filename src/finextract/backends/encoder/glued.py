@@ -1,0 +1,132 @@
+"""Character-exact edges where a fixed-width name field touches the city field.
+
+Why: a card network prints ``NAME(20|22|25) CITY(13)``. A full name field has no padding
+left, so a cut name runs straight into the city: ``ABC LOCKSMITH CO GOSSan Francis``,
+``FARM AT THE CARNEROSNAPA CA``. The true edge (``GOS|San``) often falls *inside* one
+sub-word token (``##ssa``), where a token tagger cannot put it: the model can only stop a
+token early or late, and does (``...GOSSa``, ``...CARNER``). This module moves such an edge
+to the character where the gazetteer (``zipcodes`` + Canadian cities, :mod:`.gazetteer`)
+says a city begins, inside the same word. It only moves an edge the model already put in
+or next to that word, and only onto a city that is spelled out to the end of a word:
+exactly (``IRVINE``, ``NAPA`` before their state; ``EL CERRITO``) or as a network-cut
+prefix (``SAN FRANCIS``, ``ELK GROVE V``). No library does this (it is a property of the
+DE 43 layout), hence the hand-written rule; ``model.glued_fields: false`` turns it off.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from functools import lru_cache
+
+from finextract.backends.encoder.gazetteer import CITY_ABBREVIATIONS, gazetteer, region_class
+
+NAME_KEY, CITY_KEY = "MERCHANT_NAME", "CITY"
+MIN_EXACT = 4           # a glued exact city before its state: NAPA, RENO
+MIN_EXACT_ALONE = 6     # a glued exact city with no state after it
+MIN_PREFIX = 5          # a cut city before its state
+MIN_PREFIX_ALONE = 8    # a cut city with no state after it: SAN FRANCIS, VERNON HILL
+MAX_WORDS = 4
+_REGION_CLASSES = (1, 2, 4)   # US state, Canadian province, other network region codes
+_ABBREVIATIONS = frozenset(CITY_ABBREVIATIONS.values()) | {"N", "S", "E", "W", "NE", "NW", "SE", "SW"}
+
+
+@lru_cache(maxsize=1)
+def _all_spellings() -> list[str]:
+    gaz = gazetteer()
+    return sorted({c for names in gaz.cities.values() for c in names})
+
+
+def _is_any_city(run: str) -> bool:
+    names = _all_spellings()
+    i = bisect.bisect_left(names, run)
+    return i < len(names) and names[i] == run
+
+
+def _is_any_city_prefix(run: str) -> bool:
+    names = _all_spellings()
+    i = bisect.bisect_left(names, run)
+    return i < len(names) and names[i].startswith(run) and names[i] != run
+
+
+def _words(text: str) -> list[tuple[int, int]]:
+    return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def glued_city_starts(text: str, word: tuple[int, int], words: list[tuple[int, int]]) -> list[int]:
+    """Positions inside ``word`` (never its first character) where a city spelled to a word end begins."""
+    gaz = gazetteer()
+    ws, we = word
+    k = words.index(word)
+    out = []
+    for p in range(ws + 1, we - 1):
+        if not text[p].isalpha() or not text[p - 1].isalnum():
+            continue
+        head = text[p:we].upper()
+        for n in range(0, MAX_WORDS):
+            if k + n >= len(words):
+                break
+            run = " ".join([head] + [text[a:b].upper() for a, b in words[k + 1:k + 1 + n]])
+            after = words[k + 1 + n] if k + 1 + n < len(words) else None
+            region = text[after[0]:after[1]].upper() if after else ""
+            with_region = region_class(region) in _REGION_CLASSES
+            if with_region and ((len(run) >= MIN_EXACT and gaz.is_city(run, region)) or
+                                gaz.is_city_prefix(run, region, min_chars=MIN_PREFIX)):
+                out.append(p)
+                break
+            if (len(run) >= MIN_EXACT_ALONE and _is_any_city(run)) or \
+                    (len(run) >= MIN_PREFIX_ALONE and _is_any_city_prefix(run)):
+                out.append(p)
+                break
+    return out
+
+
+def refine_glued_edges(text: str, spans: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """``{key: (start, end)}`` character spans -> the same with the name/city edge moved onto a glued
+    city start, where the model's edge lies in (or just before) the word that holds it."""
+    name, city = spans.get(NAME_KEY), spans.get(CITY_KEY)
+    if name is None and city is None:
+        return spans
+    words = _words(text)
+    out = dict(spans)
+
+    def word_at(pos: int) -> tuple[int, int] | None:
+        return next((w for w in words if w[0] < pos < w[1]), None)
+
+    # the word holding the edge: the name's end inside a word, else the city's start inside one,
+    # else (the fragment dropped) the word right after the name whose inside the city starts in
+    word = word_at(name[1]) if name else None
+    edge = name[1] if name else None
+    if word is None and city is not None:
+        word, edge = word_at(city[0]), city[0]
+    if word is None and name is not None and city is not None:
+        nxt = next((w for w in words if w[0] > name[1]), None)
+        last = next((w for w in words if w[1] == name[1]), None)
+        if nxt and text[name[1]:nxt[0]].isspace() and nxt[0] < city[0] < nxt[1]:
+            word, edge = nxt, city[0]          # the name stopped before the word, the city starts inside it
+        elif last and nxt and city[0] == nxt[0]:
+            word, edge = last, name[1]         # the name took the city's first letters (TAP|EL CERRITO)
+    if word is None:
+        return spans
+    starts = glued_city_starts(text, word, words)
+    if edge == name_end_at_word_end(name, word):
+        # the model drew no edge inside this word: move only onto a head that is a word of its own
+        # (EL, SAN), never a network abbreviation that ends many names (N, ST, LK: DRAGO|N LAS VEGAS)
+        starts = [p for p in starts if text[p:word[1]].upper() not in _ABBREVIATIONS]
+    if not starts:
+        return spans
+    p = min(starts)   # the earliest start spells the longest city (EL CERRITO, not CERRITO; ELK, not LK)
+    if name is not None and name[0] < p and (word[0] < name[1] <= word[1] or name[1] <= word[0]):
+        out[NAME_KEY] = (name[0], p)
+    if city is not None and city[1] > p and (word[0] <= city[0] < word[1] or city[0] == _next_start(words, word)):
+        out[CITY_KEY] = (p, city[1])
+    return out
+
+
+def name_end_at_word_end(name: tuple[int, int] | None, word: tuple[int, int]) -> int | None:
+    return name[1] if name is not None and name[1] == word[1] else None
+
+
+def _next_start(words: list[tuple[int, int]], word: tuple[int, int]) -> int | None:
+    k = words.index(word)
+    return words[k + 1][0] if k + 1 < len(words) else None
