@@ -8,7 +8,7 @@ import pytest
 from finextract.backends.encoder.glued import glued_city_starts, refine_glued_edges
 from finextract.backends.encoder.span_batch import decode_many
 from finextract.backends.encoder.tagging import DecodeOptions, decode_with_confidence, label_names
-from finextract.tasks import get_task
+from finextract.tasks import load_task
 
 pytest.importorskip("zipcodes")
 
@@ -65,7 +65,7 @@ def test_city_starts_are_inside_words_and_spelled_to_a_word_end():
 def test_both_decoders_apply_it_only_when_asked():
     """The per-text reference decoder and the batched one refine the same way, and not at all with
     ``glued_fields`` off (logits that put the name's end a token past the glued edge)."""
-    task = get_task("merchant")
+    task = load_task("merchant")
     text = "ABC LOCKSMITH CO GOSSan Francis CA"
     # tokens: ABC | LOCKSMITH | CO | GOSSA | N | FRANCIS | CA (character offsets, CLS first)
     offsets = [(0, 0), (0, 3), (4, 13), (14, 16), (17, 22), (22, 23), (24, 31), (32, 34), (0, 0)]
