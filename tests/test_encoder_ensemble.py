@@ -85,3 +85,20 @@ def test_batch_with_ensemble_writes_the_ensembles_answers(runs, texts, tmp_path)
                     str(out), "--ensemble", str(runs[1])], check=True, capture_output=True, text=True)
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["fields"] for r in rows] == load_ensemble(runs[:2]).predict(texts)
+
+
+@pytest.mark.slow
+def test_serve_answers_with_the_ensemble(runs, texts):
+    """``serve RUN --ensemble RUN2``: the server's answers are the averaged model's, not RUN's alone."""
+    import httpx
+
+    from finextract.serve.config import ServeConfig
+    from finextract.serve.server import BackgroundServer
+
+    expected = load_ensemble(runs[:2]).predict(texts)
+    alone = load(str(runs[0])).predict(texts)
+    cfg = ServeConfig(run_dir=str(runs[0]), ensemble=[str(runs[1])], port=0, max_wait_ms=5, max_texts=64)
+    with BackgroundServer(cfg) as url:
+        body = httpx.post(f"{url}/v1/extract", json={"texts": texts}, timeout=30).json()
+    assert [r["fields"] for r in body["results"]] == expected
+    assert expected != alone   # the members differ enough to tell the two apart on these texts

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from finextract.commands.loading import ENSEMBLE_HELP
 from finextract.runtime import RUNTIME_HELP
 
 
@@ -31,6 +32,7 @@ def register(app: typer.Typer) -> None:
         access_log: bool = typer.Option(True, help="one JSON line per request on stderr"),
         log_texts: bool = typer.Option(False, help="include request texts in the access log (customer data!)"),
         runtime: str = typer.Option("torch", "--runtime", help=RUNTIME_HELP),
+        ensemble: list[str] = typer.Option([], "--ensemble", help=ENSEMBLE_HELP),
     ) -> None:
         """Serve a trained run over HTTP.
 
@@ -54,7 +56,8 @@ def register(app: typer.Typer) -> None:
                               api_key_file=api_key_file, metrics_public=metrics_public,
                               max_body_bytes=max_body_bytes, header_timeout_s=header_timeout_s,
                               body_timeout_s=body_timeout_s, max_connections=max_connections,
-                              access_log=access_log, log_texts=log_texts, runtime=runtime)
+                              access_log=access_log, log_texts=log_texts, runtime=runtime,
+                              ensemble=list(ensemble))
             load_api_key(cfg)  # a bad key file is refused before the model is loaded
         except ValidationError as exc:
             raise UserError(f"invalid server setting:\n{exc}") from exc

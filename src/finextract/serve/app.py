@@ -159,9 +159,9 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
 def create_app(config: ServeConfig, extractor: Extractor | None = None) -> FastAPI:
     """Build the app. ``extractor`` defaults to loading ``config.run_dir`` (tests may pass one)."""
     if extractor is None:
-        from finextract.runtime import load_with_runtime
+        from finextract.commands.loading import load_for_command
 
-        extractor = load_with_runtime(config.run_dir, config.checkpoint, config.runtime)
+        extractor = load_for_command(config.run_dir, config.checkpoint, config.runtime, ensemble=config.ensemble)
     task = extractor.task
     max_chars = config.max_chars or task.max_text_chars
     api_key = load_api_key(config)

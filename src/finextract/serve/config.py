@@ -29,6 +29,8 @@ class ServeConfig(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="per-request deadline; later requests get 504")
     max_texts: int = Field(256, ge=1, description="most texts in one request")
     max_chars: int | None = Field(None, ge=1, description="longest accepted text (default: the task's max_text_chars)")
+    ensemble: list[str] = Field(default_factory=list, description="more encoder runs whose token logits are "
+                                "averaged with run_dir's before decoding (same tokenizer, max_length and heads)")
     runtime: Literal["torch", "onnx"] = Field("torch", description="torch, or onnx: the ONNX Runtime variant "
                                              "export-onnx chose (a quantized one only with a recorded F1 delta)")
     graceful_shutdown_s: float = Field(30.0, ge=0, description="how long shutdown waits for in-flight requests")
