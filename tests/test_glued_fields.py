@@ -47,6 +47,7 @@ def test_edges_move_onto_the_glued_city(text, name, city, want_name, want_city):
     ("GOLDEN DRAGON LAS VEGAS NV", "GOLDEN DRAGON", "LAS VEGAS"),        # N LAS VEGAS is a spelling, DRAGO|N is not a cut
     ("BRANDBRAVO CREATI", "BRANDBRAVO CREATI", None),                   # a cut word with no city after it
     ("SAN FRANCISCOCA 94105", "", "SAN FRANCISCO"),                     # a city glued to its state is not a name edge
+    ("CORNER DELI 8XJ2K QSAN JOSE CA", "CORNER DELI", "SAN JOSE"),       # a code between: the name is not stretched
 ])
 def test_edges_stay_where_no_city_is_glued_to_the_name(text, name, city):
     spans = {"MERCHANT_NAME": span(text, name)} if name else {}

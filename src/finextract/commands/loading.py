@@ -1,4 +1,4 @@
-"""What ``predict``, ``eval``, ``batch`` and ``serve`` load from their shared flags (--runtime, --workers, --ensemble).
+"""What ``predict``, ``eval`` and ``batch`` load from their shared flags (--runtime, --workers, --ensemble).
 
 Lives with the commands, not in :mod:`finextract.runtime`, because an ensemble is an encoder
 backend object and the shared layer never imports a backend.

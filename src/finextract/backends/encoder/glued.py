@@ -116,7 +116,8 @@ def refine_glued_edges(text: str, spans: dict[str, tuple[int, int]]) -> dict[str
     if not starts:
         return spans
     p = min(starts)   # the earliest start spells the longest city (EL CERRITO, not CERRITO; ELK, not LK)
-    if name is not None and name[0] < p and (word[0] < name[1] <= word[1] or name[1] <= word[0]):
+    right_before = name is not None and name[1] <= word[0] and not text[name[1]:word[0]].strip()
+    if name is not None and name[0] < p and (word[0] < name[1] <= word[1] or right_before):
         out[NAME_KEY] = (name[0], p)
     if city is not None and city[1] > p and (word[0] <= city[0] < word[1] or city[0] == _next_start(words, word)):
         out[CITY_KEY] = (p, city[1])
