@@ -38,10 +38,10 @@ def register(app: typer.Typer) -> None:
         from finextract.batch import OUTPUT_SUFFIXES, run_batch
         from finextract.console import console
         from finextract.records import check_output_path
-        from finextract.commands.loading import load_for_command
+        from finextract.backends.loading import load_run_or_ensemble
 
         check_output_path(output, OUTPUT_SUFFIXES)  # before the model is loaded
-        extractor = load_for_command(run_dir, checkpoint, runtime, workers, ensemble)
+        extractor = load_run_or_ensemble(run_dir, checkpoint, runtime, workers, ensemble)
         summary = run_batch(extractor, input, output, batch_size=batch_size, text_column=text_column,
                             overwrite=overwrite, max_chars=max_chars)
         console.print_json(json.dumps(summary.to_dict()))

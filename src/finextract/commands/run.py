@@ -88,13 +88,13 @@ def register(app: typer.Typer) -> None:
         from finextract.errors import UserError
         from finextract.errors import InputError
         from finextract.records import check_output_path, read_texts, unicode_problem, write_predictions
-        from finextract.commands.loading import load_for_command
+        from finextract.backends.loading import load_run_or_ensemble
 
         if output is not None:
             check_output_path(output, (".jsonl", ".json", ".csv"))
         if not texts and input is None:
             raise UserError("nothing to predict: give texts as arguments or --input FILE")
-        extractor = load_for_command(run_dir, checkpoint, runtime, workers, ensemble)
+        extractor = load_run_or_ensemble(run_dir, checkpoint, runtime, workers, ensemble)
         limit = max_chars or extractor.task.max_text_chars
         items = []
         for i, text in enumerate(texts or []):
@@ -145,12 +145,12 @@ def register(app: typer.Typer) -> None:
         _trust_remote_code(trust_remote_code)
         from finextract.console import console
         from finextract.records import check_output_path, read_records, write_predictions
-        from finextract.commands.loading import load_for_command
+        from finextract.backends.loading import load_run_or_ensemble
 
         for path in (out, predictions):
             if path is not None:
                 check_output_path(path)
-        extractor = load_for_command(run_dir, checkpoint, runtime, workers, ensemble)
+        extractor = load_run_or_ensemble(run_dir, checkpoint, runtime, workers, ensemble)
         records = read_records(data, extractor.task, skip_invalid=skip_invalid)
         report, preds = extractor.evaluate(records, collect_errors=True)
         console.print(report.rich_table(title=f"{run_dir} on {data}"))

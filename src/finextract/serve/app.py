@@ -158,14 +158,10 @@ async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
 
 def create_app(config: ServeConfig, extractor: Extractor | None = None) -> FastAPI:
     """Build the app. ``extractor`` defaults to loading ``config.run_dir`` (tests may pass one)."""
-    if extractor is None and config.ensemble:  # an app may use a backend; commands.loading is a layer above
-        from finextract.backends.encoder.ensemble import load_ensemble
+    if extractor is None:
+        from finextract.backends.loading import load_run_or_ensemble
 
-        extractor = load_ensemble([config.run_dir, *config.ensemble], config.checkpoint, runtime=config.runtime)
-    elif extractor is None:
-        from finextract.runtime import load_with_runtime
-
-        extractor = load_with_runtime(config.run_dir, config.checkpoint, config.runtime)
+        extractor = load_run_or_ensemble(config.run_dir, config.checkpoint, config.runtime, ensemble=config.ensemble)
     task = extractor.task
     max_chars = config.max_chars or task.max_text_chars
     api_key = load_api_key(config)
