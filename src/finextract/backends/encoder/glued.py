@@ -96,20 +96,20 @@ def refine_glued_edges(text: str, spans: dict[str, tuple[int, int]]) -> dict[str
     # the word holding the edge: the name's end inside a word, else the city's start inside one,
     # else (the fragment dropped) the word right after the name whose inside the city starts in
     word = word_at(name[1]) if name else None
-    edge = name[1] if name else None
+    model_split = True                         # the model drew an edge inside (or right before) the word
     if word is None and city is not None:
-        word, edge = word_at(city[0]), city[0]
+        word = word_at(city[0])
     if word is None and name is not None and city is not None:
         nxt = next((w for w in words if w[0] > name[1]), None)
         last = next((w for w in words if w[1] == name[1]), None)
         if nxt and text[name[1]:nxt[0]].isspace() and nxt[0] < city[0] < nxt[1]:
-            word, edge = nxt, city[0]          # the name stopped before the word, the city starts inside it
+            word = nxt                         # the name stopped before the word, the city starts inside it
         elif last and nxt and city[0] == nxt[0]:
-            word, edge = last, name[1]         # the name took the city's first letters (TAP|EL CERRITO)
+            word, model_split = last, False    # the name took the city's first letters (TAP|EL CERRITO)
     if word is None:
         return spans
     starts = glued_city_starts(text, word, words)
-    if edge == name_end_at_word_end(name, word):
+    if not model_split:
         # the model drew no edge inside this word: move only onto a head that is a word of its own
         # (EL, SAN), never a network abbreviation that ends many names (N, ST, LK: DRAGO|N LAS VEGAS)
         starts = [p for p in starts if text[p:word[1]].upper() not in _ABBREVIATIONS]
@@ -122,10 +122,6 @@ def refine_glued_edges(text: str, spans: dict[str, tuple[int, int]]) -> dict[str
     if city is not None and city[1] > p and (word[0] <= city[0] < word[1] or city[0] == _next_start(words, word)):
         out[CITY_KEY] = (p, city[1])
     return out
-
-
-def name_end_at_word_end(name: tuple[int, int] | None, word: tuple[int, int]) -> int | None:
-    return name[1] if name is not None and name[1] == word[1] else None
 
 
 def _next_start(words: list[tuple[int, int]], word: tuple[int, int]) -> int | None:
