@@ -31,7 +31,7 @@ JOBS: dict[str, dict] = {
     "m_base": {**MERCHANT, "model": "minilm", "lex": False, "pointer": False, "epochs": 3},
     "m_lex": {**MERCHANT, "model": "minilm", "lex": True, "pointer": False, "epochs": 3},
     "m_full": {**MERCHANT, "model": "minilm", "lex": True, "pointer": True, "epochs": 3, "export": True},
-    "m_mpnet": {**MERCHANT, "model": "mpnet", "lex": True, "pointer": True, "epochs": 2, "lr": 5e-5},
+    "m_mpnet": {**MERCHANT, "model": "mpnet", "lex": True, "pointer": True, "epochs": 2},
     # quickstart recipes (F1 only here; CPU time is measured separately on 2 cores)
     "q_a": {**MERCHANT, "data": "q3k", "model": "minilm", "lex": True, "pointer": True, "epochs": 1, "bs": 16,
             "lr": 2e-4, "head_lr": 2e-3, "max_length": 48},
@@ -55,7 +55,7 @@ JOBS.update({
     "s_card6": {**CARD, "epochs": 6},
     "s_mix": {**CARD, "data": "mix"},
     "s_card40": {**CARD, "data": "c40k", "test_data": "c20k"},
-    "s_mpnet": {**CARD, "model": "mpnet", "epochs": 2, "lr": 5e-5},
+    "s_mpnet": {**CARD, "model": "mpnet", "epochs": 2},
     "s_l3": {**CARD, "epochs": 6, "num_layers": 3},            # shallow, labels only
     "s_l3kd": {**CARD, "epochs": 6, "num_layers": 3, "distill": "s_card", "export": True},
     "s_qc": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 2, "max_length": 48},
@@ -68,12 +68,12 @@ JOBS.update({
     "l_card": {**LAYOUT},
     "l_card6": {**LAYOUT, "epochs": 6},
     "l_card40_6": {**LAYOUT, "data": "c40k", "test_data": "c20k", "epochs": 6},
-    "l_mpnet": {**LAYOUT, "model": "mpnet", "epochs": 3, "lr": 5e-5},
+    "l_mpnet": {**LAYOUT, "model": "mpnet", "epochs": 3},
     "l_l3kd": {**LAYOUT, "epochs": 6, "num_layers": 3, "distill": "l_card6", "export": True},
     "l_l2kd": {**LAYOUT, "epochs": 6, "num_layers": 2, "distill": "l_card6"},
     "l_l3kd40": {**LAYOUT, "data": "c40k", "test_data": "c20k", "epochs": 6, "num_layers": 3, "distill": "l_card40_6",
                  "export": True},
-    "l_mpnet40": {**LAYOUT, "model": "mpnet", "data": "c40k", "test_data": "c20k", "epochs": 3, "lr": 5e-5},
+    "l_mpnet40": {**LAYOUT, "model": "mpnet", "data": "c40k", "test_data": "c20k", "epochs": 3},
     "l_card_s1": {**LAYOUT, "seed": 1},                        # seed repeat of l_card: run-to-run noise
     "l_card6_s1": {**LAYOUT, "epochs": 6, "seed": 1},
     "l_qc": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "layout": True, "epochs": 2,
@@ -147,7 +147,27 @@ JOBS.update({
     "k_g": {**GEN2, "num_layers": 3, "distill": "g_s0", "export": True},
     "k_g_s1": {**GEN2, "num_layers": 3, "distill": "g_s0", "seed": 1},
 })
-ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"]}
+# Session 6: learning rate 2e-4 (g_lr2, seed 0, was the best new-data MiniLM on the pilot) with two
+# more seeds and seed 0 again exported (the teacher of issue 16's student); twice the distinct data
+# (g80k, 3 epochs); all-mpnet-base-v2 at max_length 128 on the new data (40k and 80k records).
+H = {**GEN2, "lr": 2e-4, "head_lr": 2e-3, "extra_tests": []}
+JOBS.update({
+    "h_s0": {**H, "export": True},
+    "h_s1": {**H, "seed": 1},
+    "h_s2": {**H, "seed": 2},
+    "h_g80": {**H, "data": "g80k", "epochs": 3},
+    "p_g": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "epochs": 3},
+    "p_g80": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2},
+})
+# Round 2 of session 6: issue 16's student distilled from h_s0; mpnet on g80k for 3 epochs and a
+# seed repeat of p_g80 (the best pilot model of round 1).
+JOBS.update({
+    "k_h": {**H, "num_layers": 3, "distill": "h_s0", "export": True},
+    "p_g80_e3": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 3},
+    "p_g80_s1": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2, "seed": 1},
+})
+ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
+             "ens_h3": ["h_s0", "h_s1", "h_s2"]}
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 
