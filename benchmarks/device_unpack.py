@@ -5,9 +5,11 @@ sends the best checkpoint as fp16 weights in a tar cut into 15 MiB parts. This j
 restores fp32 weights (what was trained; fp16 -> fp32 is exact for values that came from fp16),
 re-writes the checkpoint manifest (the weights file changed) and writes ``best.json``::
 
-    python benchmarks/device_unpack.py /work/.device/8/s_card.tar.00 runs/s_card step-1200
+    python benchmarks/device_unpack.py /work/.device/8/s_card.tar.00 runs/s_card step-1200 [pointer]
 
-(the last argument: the checkpoint's name in the GPU run, from its summary's ``best``).
+(the third argument: the checkpoint's name in the GPU run, from its summary's ``best``; the optional
+fourth sets ``model.decoder`` in the unpacked config: jobs before session 6 left it at the
+dataclass default ``bio`` while the shipped merchant configs decode with ``pointer``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import tarfile
 from pathlib import Path
 
 
-def unpack(first_part: Path, dest: Path, checkpoint: str) -> Path:
+def unpack(first_part: Path, dest: Path, checkpoint: str, decoder: str | None = None) -> Path:
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -32,7 +34,14 @@ def unpack(first_part: Path, dest: Path, checkpoint: str) -> Path:
     with tarfile.open(fileobj=io.BytesIO(data)) as t:
         t.extractall(dest / "_unpacked", filter="data")
     src = dest / "_unpacked"
-    (dest / "config.yaml").write_text((src / "config.yaml").read_text())
+    config = (src / "config.yaml").read_text()
+    if decoder:
+        import re
+
+        config, n = re.subn(r"(?m)^(  decoder: )\S+$", rf"\g<1>{decoder}", config)
+        if n != 1:
+            raise SystemExit(f"{src / 'config.yaml'}: no single model.decoder line to set")
+    (dest / "config.yaml").write_text(config)
     ckpt = dest / "checkpoints" / checkpoint
     ckpt.parent.mkdir(exist_ok=True)
     if ckpt.exists():
@@ -51,4 +60,4 @@ def unpack(first_part: Path, dest: Path, checkpoint: str) -> Path:
 
 
 if __name__ == "__main__":
-    print(unpack(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]))
+    print(unpack(Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], *sys.argv[4:5]))

@@ -166,8 +166,19 @@ JOBS.update({
     "p_g80_e3": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 3},
     "p_g80_s1": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2, "seed": 1},
 })
+# Round 3 of session 6: two more mpnet seeds on g80k and mpnet on four times the distinct data
+# (g160k = `data synth --n 160000 --seed 4`, 1 epoch: the same steps), averaged as an ensemble;
+# the MiniLM default learning rate (1e-4) on g80k and on g160k at the same number of steps.
+JOBS.update({
+    "p_g80_s2": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2, "seed": 2},
+    "p_g80_s3": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2, "seed": 3},
+    "p_g160": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g160k", "epochs": 1},
+    "g_g80": {**GEN2, "extra_tests": [], "data": "g80k", "epochs": 3},
+    "g_g160": {**GEN2, "extra_tests": [], "data": "g160k", "epochs": 1.5},
+})
 ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
-             "ens_h3": ["h_s0", "h_s1", "h_s2"]}
+             "ens_h3": ["h_s0", "h_s1", "h_s2"],
+             "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"]}
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 
@@ -184,6 +195,9 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
                       "precision": job.get("precision", "fp32"),
                       "lexical_features": job["lex"], "pointer_head": job["pointer"],
                       "layout_features": job.get("layout", False),
+                      # jobs before round 3 of session 6 left the decoder at the dataclass default (bio);
+                      # every decoder is scored either way, this only sets what a loaded run uses
+                      **({"decoder": "pointer"} if job["pointer"] and job["task"] == "merchant" else {}),
                       **({"num_layers": job["num_layers"]} if job.get("num_layers") else {})},
             "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
                       "batch_size": job["bs"], "num_threads": 2, "progress": False,

@@ -6,7 +6,7 @@ Every job was trained and scored on one H200 by ``encoder_accuracy_issue11.py`` 
 the glued-edge step on; ``-noglue`` figures are the same logits decoded without it, the column
 that compares with session 5's GPU table (its jobs predate that step)::
 
-    python benchmarks/encoder_accuracy_session6_report.py --raw r6.json r6b.json
+    python benchmarks/encoder_accuracy_session6_report.py --raw r6.json r6b.json r6c.json
 
 Writes ``benchmarks/results/encoder_accuracy_session6.{json,md}``.
 """
@@ -33,6 +33,8 @@ WHAT = {
     "p_g80": ("mpnet", "mpnet, g80k, 2 ep (**new mpnet recipe**)"),
     "p_g80_s1": ("mpnet", "same, seed 1"),
     "p_g80_e3": ("mpnet", "mpnet, g80k, 3 ep"),
+    "ens_p3": ("mpnet", "p_g80_s2, p_g80_s3 (seeds 2, 3) and p_g160 (g160k, 1 ep) averaged; all three were "
+                        "killed **unfinished** at the call's 445 s deadline: their best checkpoints so far"),
 }
 
 
