@@ -157,3 +157,68 @@ def test_featurize_rows_do_not_depend_on_batch_mates():
         assert offsets[i][:n] == off[0]
         for name in ("case_ids", "lex_ids", "layout_ids"):
             assert (batch[name][i, :n] == alone[name][0]).all(), name
+
+
+def _lex_ids_reference(text, offsets):
+    """The NumPy formulation lex_ids had until session 6 (kept here as the reference): per channel, the
+    next non-zero character at or after each position, looked up at each token's start."""
+    from finextract.backends.encoder.features import words
+
+    ws = words(text)
+    chans = np.array([city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text)],
+                     dtype=np.int64).reshape(4, len(text))
+    n = len(text)
+    se = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
+    starts, ends = se[:, 0], np.minimum(se[:, 1], n)
+    out = np.zeros((len(se), 4), dtype=np.int64)
+    if n:
+        pos = np.where(chans != 0, np.arange(n), n)
+        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1]
+        first = nxt[:, np.clip(starts, 0, n - 1)]
+        hit = (first < ends) & (starts < ends)
+        out = np.where(hit, np.take_along_axis(chans, np.clip(first, 0, n - 1), 1), 0).T
+    return (out + np.asarray(LEX_OFFSETS, dtype=np.int64)).tolist()
+
+
+def test_lex_ids_equal_the_numpy_reference_on_generated_and_odd_texts():
+    """The bisection form (issue 16's speed-up) gives the old ids exactly: generated descriptors of
+    every family, and odd inputs (empty, offsets past the end, upper-casing that changes length)."""
+    from finextract.backends.encoder.features import lex_ids
+    from finextract.synth import generate
+
+    tok = load_tokenizer(default_model_path())
+    texts = [r.text for r in generate(400, seed=7)]
+    texts += ["", " ", "straße 12 MÜNCHEN DE", "SQ *ß SAN FRANCISCOCA", "A" * 300 + " NEW YORK NY 10001"]
+    for text in texts:
+        offsets = [tuple(o) for o in tok(text, truncation=True, max_length=64, return_offsets_mapping=True)
+                   ["offset_mapping"]]
+        assert lex_ids(text, offsets) == _lex_ids_reference(text, offsets), text
+    odd = [(0, 0), (0, 3), (2, 9), (5, 500), (40, 41)]
+    assert lex_ids("SQ *CAFE NAPA CA", odd) == _lex_ids_reference("SQ *CAFE NAPA CA", odd)
+
+
+def test_featurize_without_a_fast_tokenizer_gives_the_same_inputs():
+    """A tokenizer that is not ``is_fast`` has no Rust-side encodings to read: offsets then come from the
+    ``offset_mapping`` array it is asked for. (transformers 5 ships BERT only as a fast tokenizer, so the
+    fast one is wrapped to report otherwise.)"""
+
+    class NotFast:
+        is_fast = False
+        padding_side = "right"
+
+        def __init__(self, tok):
+            self.tok = tok
+
+        def __call__(self, texts, **kw):
+            assert kw.get("return_offsets_mapping"), "a tokenizer that is not fast must be asked for offsets"
+            enc = self.tok(texts, **kw)
+            return {k: v for k, v in enc.items()}   # a plain dict: no .encodings to read
+
+    fast = load_tokenizer(default_model_path())
+    texts = ["SQ *TURTLE TOWER SAN FRANCISCO CA", "AMZN Mktp US*2Y2LX2NF2 Amzn.com/bill WA", "X"]
+    a, off_a = featurize(fast, texts, 32, case=True, lex=True, layout=True)
+    b, off_b = featurize(NotFast(fast), texts, 32, case=True, lex=True, layout=True)
+    assert off_a == off_b
+    assert list(a) == list(b)
+    for name in a:
+        assert (a[name] == b[name]).all(), name

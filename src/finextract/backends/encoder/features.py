@@ -33,6 +33,7 @@ dict of int64 arrays), so every runtime feeds the model the same numbers.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from functools import lru_cache
 from collections.abc import Sequence
 from typing import Any
@@ -55,6 +56,7 @@ SHAPE_ZIP5, SHAPE_ZIP9, SHAPE_PHONE, SHAPE_STORE, SHAPE_CODE, SHAPE_DATE, SHAPE_
 
 
 # ------------------------------------------------------------------ capitalisation
+@lru_cache(maxsize=1 << 16)
 def _shape(piece: str) -> int:
     letters = [c for c in piece if c.isalpha()]
     if letters:
@@ -235,23 +237,24 @@ def lex_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[list[int]]:
     """``[T, 4]`` offset ids (city, region, prefix, shape) per token; special tokens get each channel's 0.
 
     A token takes its channel's first non-zero character value inside it (a begin value if it
-    starts a match, else what it covers), found for all tokens at once from a "next non-zero
-    character" index per channel.
+    starts a match, else what it covers): the first marked character at or after the token's start,
+    by bisection over the channel's marked positions. Plain Python on purpose: a descriptor has ~30
+    tokens and most channels mark a few characters or none, where a dozen small NumPy calls cost
+    several times as much (issue 16).
     """
     ws = words(text)
-    chans = np.array([city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text)],
-                     dtype=np.int64).reshape(4, len(text))
+    chans = (city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text))
     n = len(text)
-    se = np.asarray(offsets, dtype=np.int64).reshape(-1, 2)
-    starts, ends = se[:, 0], np.minimum(se[:, 1], n)
-    out = np.zeros((len(se), 4), dtype=np.int64)
-    if n:
-        pos = np.where(chans != 0, np.arange(n), n)
-        nxt = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1]  # [4, n]: next non-zero at or after c
-        first = nxt[:, np.clip(starts, 0, n - 1)]                    # [4, T]
-        hit = (first < ends) & (starts < ends)
-        out = np.where(hit, np.take_along_axis(chans, np.clip(first, 0, n - 1), 1), 0).T
-    return (out + np.asarray(LEX_OFFSETS, dtype=np.int64)).tolist()
+    out = [list(LEX_OFFSETS) for _ in offsets]
+    for ch, arr in enumerate(chans):
+        hits = [c for c, v in enumerate(arr) if v]  # most channels mark few characters, often none
+        if not hits:
+            continue
+        for row, (s, e) in zip(out, offsets):
+            k = bisect_left(hits, s)
+            if k < len(hits) and hits[k] < min(e, n):
+                row[ch] += arr[hits[k]]
+    return out
 
 
 # ------------------------------------------------------------------ layout
@@ -332,24 +335,27 @@ def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool 
     back to characters for decoding.
     """
     texts = list(texts)
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True,
-                    return_offsets_mapping=True, return_tensors="np")
-    mapping = enc.pop("offset_mapping")
-    encodings = getattr(enc, "encodings", None)  # fast tokenizers: Rust-side tuples, ~20x cheaper than the array
-    offsets = ([list(e.offsets) for e in encodings] if encodings and len(encodings) == len(texts)
-               else [list(map(tuple, row)) for row in mapping.tolist()])
+    fast = bool(getattr(tokenizer, "is_fast", False))  # fast tokenizers: offsets from the Rust-side encodings,
+    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True,  # ~20x cheaper than the array
+                    return_offsets_mapping=not fast, return_tensors="np")
+    mapping = enc.pop("offset_mapping", None)
+    encodings = getattr(enc, "encodings", None)
+    offsets = ([list(e.offsets) for e in encodings] if fast and encodings and len(encodings) == len(texts)
+               else [list(map(tuple, row)) for row in (mapping.tolist() if mapping is not None else [])])
     batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
     width = batch["input_ids"].shape[1] if texts else 0
     mask = batch.get("attention_mask")
     right_padded = getattr(tokenizer, "padding_side", "right") == "right" and mask is not None
-    extra = []
-    for row, (t, o) in enumerate(zip(texts, offsets)):
-        n = int(mask[row].sum()) if right_padded else width  # features of real tokens only; padding is fixed
-        feats = token_features(t, o[:n], case, lex, layout)
-        extra.append({k: v + [pad_value(k)] * (width - n) for k, v in feats.items()})
+    lengths = mask.sum(axis=1).tolist() if right_padded else [width] * len(texts)
+    shapes = {"case_ids": (), "lex_ids": (len(LEX_CHANNELS),), "layout_ids": (len(LAYOUT_CHANNELS),)}
     for name, on in zip(EXTRA_INPUTS, (case, lex, layout)):
-        if on:
-            batch[name] = np.asarray([x[name] for x in extra], dtype=np.int64)
+        if on:  # every position starts as padding; real tokens are written over it row by row
+            batch[name] = np.empty((len(texts), width, *shapes[name]), dtype=np.int64)
+            batch[name][...] = pad_value(name)
+    for row, (t, o, n) in enumerate(zip(texts, offsets, lengths)):
+        if n:  # features of real tokens only; padding is fixed
+            for name, v in token_features(t, o[:n], case, lex, layout).items():
+                batch[name][row, :n] = v
     if input_names is not None:
         batch = {k: v for k, v in batch.items() if k in input_names}
     return batch, offsets
