@@ -53,18 +53,27 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
         tables = _bio_tables(gathered[..., :n_labels], valid, inword, task, opts.inword_penalty)
     u = np.arange(N)[:, None]
     v = np.arange(N)[None, :]
-    bad = (v < u) | (v - u >= opts.max_span_tokens)
-    bad = bad[None] | ~valid[:, :, None] | ~valid[:, None, :]  # [B, N, N]
-    tables += np.where(bad, np.float32(-np.inf), np.float32(0))[:, None]
+    bad = (v < u) | (v - u >= opts.max_span_tokens)                     # [N, N], the same for every row
+    if opts.method == "bio":  # pointer tables are -inf at padded tokens already (log_softmax of -inf)
+        bad = bad[None] | ~valid[:, :, None] | ~valid[:, None, :]         # [B, N, N]
+    tables += np.where(bad, np.float32(-np.inf), np.float32(0))[..., None, :, :]
     flat = tables.reshape(B, K, N * N)
-    k = min(4, N * N)
-    top = np.argpartition(-flat, k - 1, axis=2)[:, :, :k] if N * N > k else np.broadcast_to(np.arange(N * N), (B, K, N * N))
     temps = np.array([opts.temperature_of(key) for key in task.key_names], dtype=np.float32)[None, :, None]
     scaled = flat / temps
     with np.errstate(invalid="ignore"):
-        m = np.maximum(scaled.max(2), 0.0)
+        best = scaled.max(2)
+        m = np.maximum(best, 0.0)
         logz = m + np.log(np.exp(-m) + np.exp(scaled - m[..., None]).sum(2))  # [B, K]; null option = 0
-    top_scores = np.take_along_axis(flat, top, 2)
+    # Only spans that beat the null option (score > 0) can be chosen, and most keys of a text have
+    # none (no street, no ZIP): the top-4 search runs on the rows that have one.
+    k = min(4, N * N)
+    active = np.nonzero(best > 0)
+    rows = flat[active]                                                  # [A, N * N]
+    top = np.argpartition(-rows, k - 1, axis=1)[:, :k] if N * N > k else np.broadcast_to(np.arange(N * N), (len(rows), N * N))
+    top_scores = np.take_along_axis(rows, top, 1)
+    found: dict[int, list[tuple[int, int, float]]] = {}
+    for (b, ki), js, scores in zip(zip(*active), top.tolist(), top_scores.tolist()):
+        found.setdefault(int(b), []).extend((int(ki), j, sc) for j, sc in zip(js, scores) if sc > 0)
     results = []
     keys = task.key_names
     for b, (text, off, real) in enumerate(zip(texts, offsets, reals)):
@@ -72,9 +81,8 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
             results.append(decode_with_confidence(text, off, logits[b], task, opts))
             continue
         cands: dict[str, list[Candidate]] = {key: [] for key in keys}
-        for ki, r in zip(*np.nonzero(top_scores[b] > 0)):  # only spans that beat the null option can be chosen
-            j = int(top[b, ki, r])
-            cands[keys[ki]].append(Candidate(keys[ki], j // N, j % N, float(top_scores[b, ki, r])))
+        for ki, j, sc in found.get(b, []):
+            cands[keys[ki]].append(Candidate(keys[ki], j // N, j % N, sc))
         chosen, conf = _resolve(cands, {key: float(logz[b, ki]) for ki, key in enumerate(task.key_names)}, opts)
         spans = {key: (off[real[c.start]][0], off[real[c.end]][1]) for key, c in chosen.items()}
         results.append((spans_to_values(text, spans, task.empty_output(), opts), conf))
