@@ -281,8 +281,10 @@ def test_multi_valued_keeps_all_spans(tok):
 # ------------------------------------------------------------------ batched decoding
 @pytest.mark.parametrize("method", ["bio", "pointer"])
 @pytest.mark.parametrize("penalty", [0.0, 1.0, 4.0])
-def test_batched_decoding_equals_per_text_decoding(method, penalty):
-    """``decode_many`` (one padded batch) gives the per-text decoder's values and confidences."""
+@pytest.mark.parametrize("max_span", [3, 48])
+def test_batched_decoding_equals_per_text_decoding(method, penalty, max_span):
+    """``decode_many`` (one padded batch) gives the per-text decoder's values and confidences; a short
+    ``max_span_tokens`` checks the pointer decoder's closed-form partition function over the band."""
     from finextract.backends.encoder.span_batch import decode_many
 
     task = load_task("merchant")
@@ -298,10 +300,34 @@ def test_batched_decoding_equals_per_text_decoding(method, penalty):
         lg = rng.normal(scale=3.0, size=(len(off), n_labels + 2 * k)).astype(np.float32)
         lg[1:len(toks) + 1, 0] += 2.0  # mostly "O", a few confident spans
         logits.append(lg)
-    opts = DecodeOptions(method=method, inword_penalty=penalty, temperature={"CITY": 2.0})
+    opts = DecodeOptions(method=method, inword_penalty=penalty, temperature={"CITY": 2.0, "STATE": 0.25},
+                         max_span_tokens=max_span)
     got = decode_many(texts, offsets, logits, task, opts)
     for t, off, lg, (values, conf) in zip(texts, offsets, logits, got):
         ref_values, ref_conf = decode_with_confidence(t, off, lg, task, opts)
         assert values == ref_values
         assert conf.keys() == ref_conf.keys()
         assert all(abs(conf[key] - ref_conf[key]) < 1e-4 for key in conf)
+
+
+def test_batched_pointer_keeps_a_span_that_beats_null_by_a_little():
+    """A span only 0.2 nats better than the null option is still found by the batched pointer decoder
+    (it builds span tables only for rows whose upper bound is positive; the bound must not be stricter)."""
+    from finextract.backends.encoder.span_batch import decode_many
+
+    task = load_task("merchant")
+    n_labels, k = len(label_names(task)), len(task.key_names)
+    ki = task.key_names.index("MERCHANT_NAME")
+    text = "AB CD EF"
+    offsets = [(0, 0), (0, 2), (3, 5), (6, 8), (0, 0)]
+    lg = np.zeros((len(offsets), n_labels + 2 * k), dtype=np.float32)
+    lg[:, 0] = 5.0                                              # BIO: everything "O"
+    lg[:, n_labels:] = -8.0                                     # pointer: no key starts or ends anywhere...
+    lg[0, n_labels:] = 0.0                                      # ...but at the null option
+    lg[1, n_labels + ki], lg[2, n_labels + k + ki] = 4.0, 4.0   # MERCHANT_NAME "AB CD": start at AB, end at CD
+    lg[0, n_labels + ki], lg[0, n_labels + k + ki] = 3.9, 3.9   # its null option just below
+    opts = DecodeOptions(method="pointer", inword_penalty=1.0)
+    (values, conf), = decode_many([text], [offsets], [lg], task, opts)
+    ref_values, ref_conf = decode_with_confidence(text, offsets, lg, task, opts)
+    assert values == ref_values and values["MERCHANT_NAME"] == "AB CD"
+    assert abs(conf["MERCHANT_NAME"] - ref_conf["MERCHANT_NAME"]) < 1e-4

@@ -2,8 +2,10 @@
 
 Why: decoding one descriptor is a dozen tiny NumPy calls (~0.2 ms of Python and call
 overhead each time), which on 2 cores costs as much as the int8 forward of a 3-layer
-student. Padding a batch to its longest text and building every ``[key, start, end]``
-score table in one go does the same arithmetic with a fixed number of calls per batch.
+student. Padding a batch to its longest text and building the ``[key, start, end]``
+score tables in one go does the same arithmetic with a fixed number of calls per batch. The pointer
+decoder (the merchant default) goes further: it builds tables only for the keys a text may hold and
+sums its partition function in closed form (:func:`_pointer_search`).
 The per-text functions in :mod:`.tagging` stay the reference: tests check both give the
 same values (and confidences to float rounding) on real and random logits.
 """
@@ -46,34 +48,22 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
         cls[b] = lg[0]
         valid[b, :n] = True
         inword[b, :n + 1] = inword_boundaries(text, [off[t] for t in real])
+    temps = np.array([opts.temperature_of(key) for key in task.key_names], dtype=np.float32)
+    band = _band_mask(N, opts.max_span_tokens)
     if opts.method == "pointer":
-        tables = _pointer_tables(gathered[..., n_labels:n_labels + 2 * K], cls[:, n_labels:n_labels + 2 * K],
-                                 valid, inword, opts.inword_penalty)
+        logz, found = _pointer_search(gathered[..., n_labels:n_labels + 2 * K], cls[:, n_labels:n_labels + 2 * K],
+                                      valid, inword, opts.inword_penalty, opts.max_span_tokens, band, temps)
     else:
         tables = _bio_tables(gathered[..., :n_labels], valid, inword, task, opts.inword_penalty)
-    u = np.arange(N)[:, None]
-    v = np.arange(N)[None, :]
-    bad = (v < u) | (v - u >= opts.max_span_tokens)                     # [N, N], the same for every row
-    if opts.method == "bio":  # pointer tables are -inf at padded tokens already (log_softmax of -inf)
-        bad = bad[None] | ~valid[:, :, None] | ~valid[:, None, :]         # [B, N, N]
-    tables += np.where(bad, np.float32(-np.inf), np.float32(0))[..., None, :, :]
-    flat = tables.reshape(B, K, N * N)
-    temps = np.array([opts.temperature_of(key) for key in task.key_names], dtype=np.float32)[None, :, None]
-    scaled = flat / temps
-    with np.errstate(invalid="ignore"):
-        best = scaled.max(2)
-        m = np.maximum(best, 0.0)
-        logz = m + np.log(np.exp(-m) + np.exp(scaled - m[..., None]).sum(2))  # [B, K]; null option = 0
-    # Only spans that beat the null option (score > 0) can be chosen, and most keys of a text have
-    # none (no street, no ZIP): the top-4 search runs on the rows that have one.
-    k = min(4, N * N)
-    active = np.nonzero(best > 0)
-    rows = flat[active]                                                  # [A, N * N]
-    top = np.argpartition(-rows, k - 1, axis=1)[:, :k] if N * N > k else np.broadcast_to(np.arange(N * N), (len(rows), N * N))
-    top_scores = np.take_along_axis(rows, top, 1)
-    found: dict[int, list[tuple[int, int, float]]] = {}
-    for (b, ki), js, scores in zip(zip(*active), top.tolist(), top_scores.tolist()):
-        found.setdefault(int(b), []).extend((int(ki), j, sc) for j, sc in zip(js, scores) if sc > 0)
+        bad = band[None] | ~valid[:, :, None] | ~valid[:, None, :]       # [B, N, N]
+        tables += np.where(bad, np.float32(-np.inf), np.float32(0))[:, None]
+        flat = tables.reshape(B, K, N * N)
+        scaled = flat / temps[None, :, None]
+        with np.errstate(invalid="ignore"):
+            best = scaled.max(2)
+            m = np.maximum(best, 0.0)
+            logz = m + np.log(np.exp(-m) + np.exp(scaled - m[..., None]).sum(2))  # [B, K]; null option = 0
+        found = _top_spans(flat, np.nonzero(best > 0))
     results = []
     keys = task.key_names
     for b, (text, off, real) in enumerate(zip(texts, offsets, reals)):
@@ -89,19 +79,80 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
     return results
 
 
-def _pointer_tables(ptr: np.ndarray, cls: np.ndarray, valid: np.ndarray, inword: np.ndarray, penalty: float
-                    ) -> np.ndarray:
-    """``[B, K, N, N]``: log P(start=u) + log P(end=v) - null, less in-word edge penalties."""
+def _band_mask(N: int, max_span: int) -> np.ndarray:
+    """``[N, N]`` True where span ``u..v`` is not allowed: ends before it starts, or too long."""
+    u = np.arange(N)[:, None]
+    v = np.arange(N)[None, :]
+    return (v < u) | (v - u >= max_span)
+
+
+def _top_spans(flat: np.ndarray, active: tuple[np.ndarray, ...]) -> dict[int, list[tuple[int, int, float]]]:
+    """``{text: [(key index, cell, score)]}``: up to 4 best cells of each active ``(text, key)`` row of
+    ``flat`` ([B, K, cells]) that beat the null option (score > 0)."""
+    rows = flat[active]                                                  # [A, cells]
+    cells = rows.shape[-1]
+    k = min(4, cells)
+    top = np.argpartition(-rows, k - 1, axis=1)[:, :k] if cells > k else np.broadcast_to(np.arange(cells), rows.shape)
+    top_scores = np.take_along_axis(rows, top, 1)
+    found: dict[int, list[tuple[int, int, float]]] = {}
+    for (b, ki), js, scores in zip(zip(*active), top.tolist(), top_scores.tolist()):
+        found.setdefault(int(b), []).extend((int(ki), j, sc) for j, sc in zip(js, scores) if sc > 0)
+    return found
+
+
+def _pointer_search(ptr: np.ndarray, cls: np.ndarray, valid: np.ndarray, inword: np.ndarray, penalty: float,
+                    max_span: int, band: np.ndarray, temps: np.ndarray
+                    ) -> tuple[np.ndarray, dict[int, list[tuple[int, int, float]]]]:
+    """``(logz [B, K], top spans)`` of the pointer decoder without a ``[N, N]`` table for every key.
+
+    A span's score is ``ls[u] + le[v] - null - penalty * (u or v in a word)`` (log-probabilities of
+    start and end, against the null option). Its best value is at most ``max ls + max le - null``, so
+    only the ``(text, key)`` rows where that bound is positive (the keys a text may hold; usually
+    name, city, state and a few more) get their table built, with the same float32 arithmetic as
+    the per-text decoder. The partition function over all spans is separable: with ``a = exp(ls/T)``,
+    ``b = exp(le/T)`` and ``alpha = exp(-penalty/T)``, the sum over allowed spans of
+    ``exp(score/T)`` is ``exp(-null/T) * (alpha * S(a, b) + (1 - alpha) * S(a', b'))``, where
+    ``a'``/``b'`` are zero at in-word edges and ``S(x, y) = sum_u x_u * sum_{v=u}^{u+max_span-1} y_v``
+    is a cumulative sum: O(N) a row instead of O(N^2), in float64.
+    """
     B, N, two_k = ptr.shape
     K = two_k // 2
     pad = np.where(valid, np.float32(0), np.float32(-np.inf))[:, :, None]  # padded tokens get no mass
-    starts = np.concatenate([cls[:, None, :K], ptr[..., :K] + pad], 1)   # [B, N + 1, K], index 0 = null
-    ends = np.concatenate([cls[:, None, K:], ptr[..., K:] + pad], 1)
-    ls = log_softmax(starts, axis=1).transpose(0, 2, 1)                  # [B, K, N + 1]
-    le = log_softmax(ends, axis=1).transpose(0, 2, 1)
-    null = (ls[:, :, :1] + le[:, :, :1])[..., None]                     # [B, K, 1, 1]
+    ls = log_softmax(np.concatenate([cls[:, None, :K], ptr[..., :K] + pad], 1), axis=1).transpose(0, 2, 1)
+    le = log_softmax(np.concatenate([cls[:, None, K:], ptr[..., K:] + pad], 1), axis=1).transpose(0, 2, 1)
+    null = ls[:, :, 0] + le[:, :, 0]                                    # [B, K]; index 0 of each = null
+    ls, le = ls[:, :, 1:], le[:, :, 1:]                                 # [B, K, N]
+    in_start, in_end = inword[:, :N], inword[:, 1:N + 1]                # [B, N]
+
+    t = temps.astype(np.float64)[None, :, None]
+    a, b = np.exp(ls / t), np.exp(le / t)                               # float64; 0 at padding
+    alpha = np.exp(-penalty / t)[..., 0]                                # [1, K]
+    hi = np.minimum(np.arange(N) + max_span, N)
+
+    def band_sum(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        c = np.concatenate([np.zeros((B, K, 1)), np.cumsum(y, 2)], 2)   # [B, K, N + 1]
+        return (x * (c[..., hi] - c[..., :N])).sum(2)
+
+    total = alpha * band_sum(a, b) + (1 - alpha) * band_sum(a * ~in_start[:, None], b * ~in_end[:, None])
+    with np.errstate(divide="ignore"):
+        logz = np.logaddexp(0.0, np.log(total) - null / t[..., 0])      # the null option scores 0
+
     with np.errstate(invalid="ignore"):
-        return ls[:, :, 1:, None] + le[:, :, None, 1:] - null - penalty * _edge_inside_word(inword, N)
+        bound = ls.max(2) + le.max(2) - null
+    rows = np.nonzero(bound > 0)
+    if not len(rows[0]):
+        return logz, {}
+    edge = np.logical_or(in_start[rows[0]][:, :, None], in_end[rows[0]][:, None, :]).astype(np.float32)
+    with np.errstate(invalid="ignore"):
+        table = ls[rows][:, :, None] + le[rows][:, None, :] - null[rows][:, None, None] - penalty * edge
+    table += np.where(band, np.float32(-np.inf), np.float32(0))
+    flat = table.reshape(len(rows[0]), 1, N * N)
+    active = np.nonzero(flat[:, 0].max(1) > 0)[0]
+    found_rows = _top_spans(flat, (active, np.zeros_like(active)))
+    found: dict[int, list[tuple[int, int, float]]] = {}
+    for r, spans in found_rows.items():  # row r of the table is (text rows[0][r], key rows[1][r])
+        found.setdefault(int(rows[0][r]), []).extend((int(rows[1][r]), j, sc) for _, j, sc in spans)
+    return logz, found
 
 
 def _bio_tables(bio: np.ndarray, valid: np.ndarray, inword: np.ndarray, task: Task, penalty: float) -> np.ndarray:
