@@ -31,7 +31,7 @@ JOBS: dict[str, dict] = {
     "m_base": {**MERCHANT, "model": "minilm", "lex": False, "pointer": False, "epochs": 3},
     "m_lex": {**MERCHANT, "model": "minilm", "lex": True, "pointer": False, "epochs": 3},
     "m_full": {**MERCHANT, "model": "minilm", "lex": True, "pointer": True, "epochs": 3, "export": True},
-    "m_mpnet": {**MERCHANT, "model": "mpnet", "lex": True, "pointer": True, "epochs": 2},
+    "m_mpnet": {**MERCHANT, "model": "mpnet", "lex": True, "pointer": True, "epochs": 2, "lr": 5e-5},
     # quickstart recipes (F1 only here; CPU time is measured separately on 2 cores)
     "q_a": {**MERCHANT, "data": "q3k", "model": "minilm", "lex": True, "pointer": True, "epochs": 1, "bs": 16,
             "lr": 2e-4, "head_lr": 2e-3, "max_length": 48},
@@ -55,7 +55,7 @@ JOBS.update({
     "s_card6": {**CARD, "epochs": 6},
     "s_mix": {**CARD, "data": "mix"},
     "s_card40": {**CARD, "data": "c40k", "test_data": "c20k"},
-    "s_mpnet": {**CARD, "model": "mpnet", "epochs": 2},
+    "s_mpnet": {**CARD, "model": "mpnet", "epochs": 2, "lr": 5e-5},
     "s_l3": {**CARD, "epochs": 6, "num_layers": 3},            # shallow, labels only
     "s_l3kd": {**CARD, "epochs": 6, "num_layers": 3, "distill": "s_card", "export": True},
     "s_qc": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "epochs": 2, "max_length": 48},
@@ -68,12 +68,12 @@ JOBS.update({
     "l_card": {**LAYOUT},
     "l_card6": {**LAYOUT, "epochs": 6},
     "l_card40_6": {**LAYOUT, "data": "c40k", "test_data": "c20k", "epochs": 6},
-    "l_mpnet": {**LAYOUT, "model": "mpnet", "epochs": 3},
+    "l_mpnet": {**LAYOUT, "model": "mpnet", "epochs": 3, "lr": 5e-5},
     "l_l3kd": {**LAYOUT, "epochs": 6, "num_layers": 3, "distill": "l_card6", "export": True},
     "l_l2kd": {**LAYOUT, "epochs": 6, "num_layers": 2, "distill": "l_card6"},
     "l_l3kd40": {**LAYOUT, "data": "c40k", "test_data": "c20k", "epochs": 6, "num_layers": 3, "distill": "l_card40_6",
                  "export": True},
-    "l_mpnet40": {**LAYOUT, "model": "mpnet", "data": "c40k", "test_data": "c20k", "epochs": 3},
+    "l_mpnet40": {**LAYOUT, "model": "mpnet", "data": "c40k", "test_data": "c20k", "epochs": 3, "lr": 5e-5},
     "l_card_s1": {**LAYOUT, "seed": 1},                        # seed repeat of l_card: run-to-run noise
     "l_card6_s1": {**LAYOUT, "epochs": 6, "seed": 1},
     "l_qc": {**MERCHANT, "data": "qc6k", "model": "minilm", "lex": True, "pointer": True, "layout": True, "epochs": 2,
