@@ -151,28 +151,29 @@ JOBS.update({
 # more seeds and seed 0 again exported (the teacher of issue 16's student); twice the distinct data
 # (g80k, 3 epochs); all-mpnet-base-v2 at max_length 128 on the new data (40k and 80k records).
 H = {**GEN2, "lr": 2e-4, "head_lr": 2e-3, "extra_tests": []}
+P = {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet"}   # all-mpnet-base-v2 at its own learning rate
 JOBS.update({
     "h_s0": {**H, "export": True},
     "h_s1": {**H, "seed": 1},
     "h_s2": {**H, "seed": 2},
     "h_g80": {**H, "data": "g80k", "epochs": 3},
-    "p_g": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "epochs": 3},
-    "p_g80": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2},
+    "p_g": {**P, "epochs": 3},
+    "p_g80": {**P, "data": "g80k", "epochs": 2},
 })
 # Round 2 of session 6: issue 16's student distilled from h_s0; mpnet on g80k for 3 epochs and a
 # seed repeat of p_g80 (the best pilot model of round 1).
 JOBS.update({
     "k_h": {**H, "num_layers": 3, "distill": "h_s0", "export": True},
-    "p_g80_e3": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 3},
-    "p_g80_s1": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2, "seed": 1},
+    "p_g80_e3": {**P, "data": "g80k", "epochs": 3},
+    "p_g80_s1": {**P, "data": "g80k", "epochs": 2, "seed": 1},
 })
 # Round 3 of session 6: two more mpnet seeds on g80k and mpnet on four times the distinct data
 # (g160k = `data synth --n 160000 --seed 4`, 1 epoch: the same steps), averaged as an ensemble;
 # the MiniLM default learning rate (1e-4) on g80k and on g160k at the same number of steps.
 JOBS.update({
-    "p_g80_s2": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2, "seed": 2},
-    "p_g80_s3": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g80k", "epochs": 2, "seed": 3},
-    "p_g160": {**H, "lr": 5e-5, "head_lr": 1e-3, "model": "mpnet", "data": "g160k", "epochs": 1},
+    "p_g80_s2": {**P, "data": "g80k", "epochs": 2, "seed": 2},
+    "p_g80_s3": {**P, "data": "g80k", "epochs": 2, "seed": 3},
+    "p_g160": {**P, "data": "g160k", "epochs": 1},
     "g_g80": {**GEN2, "extra_tests": [], "data": "g80k", "epochs": 3},
     "g_g160": {**GEN2, "extra_tests": [], "data": "g160k", "epochs": 1.5},
 })
