@@ -63,7 +63,8 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
             best = scaled.max(2)
             m = np.maximum(best, 0.0)
             logz = m + np.log(np.exp(-m) + np.exp(scaled - m[..., None]).sum(2))  # [B, K]; null option = 0
-        found = _top_spans(flat, np.nonzero(best > 0))
+        active = np.nonzero(best > 0)
+        found = _top_spans(flat[active], list(zip(*active)))
     results = []
     keys = task.key_names
     for b, (text, off, real) in enumerate(zip(texts, offsets, reals)):
@@ -86,16 +87,15 @@ def _band_mask(N: int, max_span: int) -> np.ndarray:
     return (v < u) | (v - u >= max_span)
 
 
-def _top_spans(flat: np.ndarray, active: tuple[np.ndarray, ...]) -> dict[int, list[tuple[int, int, float]]]:
-    """``{text: [(key index, cell, score)]}``: up to 4 best cells of each active ``(text, key)`` row of
-    ``flat`` ([B, K, cells]) that beat the null option (score > 0)."""
-    rows = flat[active]                                                  # [A, cells]
+def _top_spans(rows: np.ndarray, labels: Sequence[tuple[int, int]]) -> dict[int, list[tuple[int, int, float]]]:
+    """``{text: [(key index, cell, score)]}``: up to 4 best cells of each row of ``rows`` ([A, cells],
+    row ``i`` being ``(text, key index)`` ``labels[i]``) that beat the null option (score > 0)."""
     cells = rows.shape[-1]
     k = min(4, cells)
     top = np.argpartition(-rows, k - 1, axis=1)[:, :k] if cells > k else np.broadcast_to(np.arange(cells), rows.shape)
     top_scores = np.take_along_axis(rows, top, 1)
     found: dict[int, list[tuple[int, int, float]]] = {}
-    for (b, ki), js, scores in zip(zip(*active), top.tolist(), top_scores.tolist()):
+    for (b, ki), js, scores in zip(labels, top.tolist(), top_scores.tolist()):
         found.setdefault(int(b), []).extend((int(ki), j, sc) for j, sc in zip(js, scores) if sc > 0)
     return found
 
@@ -142,17 +142,13 @@ def _pointer_search(ptr: np.ndarray, cls: np.ndarray, valid: np.ndarray, inword:
     rows = np.nonzero(bound > 0)
     if not len(rows[0]):
         return logz, {}
-    edge = np.logical_or(in_start[rows[0]][:, :, None], in_end[rows[0]][:, None, :]).astype(np.float32)
+    edge = _edge_inside_word(inword[rows[0]], N)[:, 0]                   # [A, N, N]
     with np.errstate(invalid="ignore"):
         table = ls[rows][:, :, None] + le[rows][:, None, :] - null[rows][:, None, None] - penalty * edge
     table += np.where(band, np.float32(-np.inf), np.float32(0))
-    flat = table.reshape(len(rows[0]), 1, N * N)
-    active = np.nonzero(flat[:, 0].max(1) > 0)[0]
-    found_rows = _top_spans(flat, (active, np.zeros_like(active)))
-    found: dict[int, list[tuple[int, int, float]]] = {}
-    for r, spans in found_rows.items():  # row r of the table is (text rows[0][r], key rows[1][r])
-        found.setdefault(int(rows[0][r]), []).extend((int(rows[1][r]), j, sc) for _, j, sc in spans)
-    return logz, found
+    flat = table.reshape(len(rows[0]), N * N)
+    active = np.nonzero(flat.max(1) > 0)[0]
+    return logz, _top_spans(flat[active], [(rows[0][r], rows[1][r]) for r in active])
 
 
 def _bio_tables(bio: np.ndarray, valid: np.ndarray, inword: np.ndarray, task: Task, penalty: float) -> np.ndarray:
