@@ -335,13 +335,19 @@ def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool 
     back to characters for decoding.
     """
     texts = list(texts)
-    fast = bool(getattr(tokenizer, "is_fast", False))  # fast tokenizers: offsets from the Rust-side encodings,
-    enc = tokenizer(texts, truncation=True, max_length=max_length, padding=True,  # ~20x cheaper than the array
-                    return_offsets_mapping=not fast, return_tensors="np")
-    mapping = enc.pop("offset_mapping", None)
+    def encode(with_mapping: bool) -> Any:
+        return tokenizer(texts, truncation=True, max_length=max_length, padding=True,
+                         return_offsets_mapping=with_mapping, return_tensors="np")
+
+    # fast tokenizers: offsets from the Rust-side encodings, ~20x cheaper than the offset-mapping array
+    enc = encode(not getattr(tokenizer, "is_fast", False))
     encodings = getattr(enc, "encodings", None)
-    offsets = ([list(e.offsets) for e in encodings] if fast and encodings and len(encodings) == len(texts)
-               else [list(map(tuple, row)) for row in (mapping.tolist() if mapping is not None else [])])
+    if "offset_mapping" not in enc and not (encodings and len(encodings) == len(texts)):
+        enc = encode(True)  # no usable encodings after all: ask for the array
+    if "offset_mapping" in enc:
+        offsets = [list(map(tuple, row)) for row in enc.pop("offset_mapping").tolist()]
+    else:
+        offsets = [list(e.offsets) for e in encodings]
     batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
     width = batch["input_ids"].shape[1] if texts else 0
     mask = batch.get("attention_mask")
