@@ -177,9 +177,22 @@ JOBS.update({
     "g_g80": {**GEN2, "extra_tests": [], "data": "g80k", "epochs": 3},
     "g_g160": {**GEN2, "extra_tests": [], "data": "g160k", "epochs": 1.5},
 })
+# Session 7, issue 16: narrower and shallower students for the CPU path, all distilled from t_h (the
+# h_s0 recipe again: the devices of session 6 are gone): 3 layers as k_h (the control), 3 layers with
+# each FFN cut to 768 / 512 of its 1536 neurons (model.ffn_size), 2 layers. Issue 11: two more seeds
+# of the mpnet recipe (both finished this time: two mpnet jobs per call) and their ensemble; the
+# MiniLM default learning rate on g80k (killed unfinished in session 6).
+KD = {**H, "num_layers": 3, "distill": "t_h", "export": True}
+JOBS.update({
+    "t_h": {**H},
+    "k7_3": {**KD},
+    "k7_3f768": {**KD, "ffn_size": 768},
+    "k7_3f512": {**KD, "ffn_size": 512},
+    "k7_2": {**KD, "num_layers": 2},
+})
 ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
              "ens_h3": ["h_s0", "h_s1", "h_s2"],
-             "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"]}
+             "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"], "ens_p2": ["p_g80_s2", "p_g80_s3"]}
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 
@@ -199,7 +212,8 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
                       # jobs before round 3 of session 6 left the decoder at the dataclass default (bio);
                       # every decoder is scored either way, this only sets what a loaded run uses
                       **({"decoder": "pointer"} if job["pointer"] and job["task"] == "merchant" else {}),
-                      **({"num_layers": job["num_layers"]} if job.get("num_layers") else {})},
+                      **({"num_layers": job["num_layers"]} if job.get("num_layers") else {}),
+                      **({"ffn_size": job["ffn_size"]} if job.get("ffn_size") else {})},
             "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
                       "batch_size": job["bs"], "num_threads": 2, "progress": False,
                       "checkpoint_every": 1_000_000 if job.get("ckpt_end") else steps_per_epoch,

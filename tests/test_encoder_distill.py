@@ -8,8 +8,10 @@ import pytest
 import torch
 
 from finextract.backends.encoder import EncoderRunConfig, load, train
-from finextract.backends.encoder.distill import distill_loss, keep_layers, layer_indices
+from finextract.backends.encoder.distill import (distill_loss, ffn_importance, ffn_pairs, keep_layers, layer_indices,
+                                                 prune_ffn)
 from finextract.backends.encoder.testing import build_tiny_encoder
+from finextract.backends.encoder.train import _Interrupt as SimulatedKill
 from finextract.errors import ConfigError, InputError
 from finextract.records import read_records
 
@@ -41,6 +43,79 @@ def test_keep_layers_cuts_the_model_and_its_config(tmp_path):
     ids = torch.tensor([[101, 2000, 102]])
     with torch.no_grad():
         assert torch.allclose(model.eval()(input_ids=ids).logits, again.eval()(input_ids=ids).logits)
+
+
+def _tiny_tagger(tmp_path: Path, layers: int = 2):
+    from transformers import AutoModelForTokenClassification
+
+    from finextract.backends.encoder.model import make_tagger
+
+    src = build_tiny_encoder(tmp_path / "enc", layers=layers, pretrained=False, hidden=32)
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_pretrained(src, num_labels=3)
+    return make_tagger(model, case_features=False).eval()
+
+
+def _batch(seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1000, 2000, (3, 7), generator=g)
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[1, 5:] = 0  # a padded row: its padding must not count
+    return {"input_ids": ids, "attention_mask": mask}
+
+
+def test_prune_ffn_removes_exactly_the_neurons_it_drops(tmp_path):
+    """A narrower model computes what the full one does with the dropped neurons' outputs zeroed."""
+    import copy
+
+    tagger = _tiny_tagger(tmp_path)
+    reference = copy.deepcopy(tagger)
+    width = ffn_pairs(tagger.model)[0][1].out_features
+    scores = [torch.rand(width, generator=torch.Generator().manual_seed(i)) for i in range(2)]
+    kept = prune_ffn(tagger, 20, scores)
+    assert [len(k) for k in kept] == [20, 20] and kept[0] != kept[1]
+    for i, (_, up, down) in enumerate(ffn_pairs(reference.model)):
+        assert kept[i] == sorted(torch.topk(scores[i], 20).indices.tolist())
+        drop = [j for j in range(width) if j not in kept[i]]
+        with torch.no_grad():
+            down.weight[:, drop] = 0.0  # a dropped neuron only reaches the output through these
+    assert all(up.out_features == 20 and down.in_features == 20 for _, up, down in ffn_pairs(tagger.model))
+    assert tagger.model.config.intermediate_size == 20
+    batch = _batch()
+    with torch.no_grad():
+        assert torch.allclose(tagger(**batch).logits, reference(**batch).logits, atol=1e-5)
+        full = copy.deepcopy(tagger)
+    # the narrow model saves and loads as a plain BERT with the smaller width
+    tagger.model.save_pretrained(tmp_path / "narrow")
+    from transformers import AutoModelForTokenClassification
+
+    again = AutoModelForTokenClassification.from_pretrained(tmp_path / "narrow").eval()
+    with torch.no_grad():
+        assert torch.allclose(again(**batch).logits, full.model(**batch).logits, atol=1e-6)
+    with pytest.raises(ConfigError, match="ffn_size"):
+        prune_ffn(tagger, 21)
+
+
+def test_ffn_importance_ranks_silent_and_unused_neurons_last(tmp_path):
+    tagger = _tiny_tagger(tmp_path)
+    pairs = ffn_pairs(tagger.model)
+    with torch.no_grad():
+        for _, up, down in pairs:
+            down.weight[:, 3] = 0.0        # fires, but its output goes nowhere
+            up.weight[5] = 0.0             # never fires: gelu(0) = 0
+            up.bias[5] = 0.0
+    scores = ffn_importance(tagger, [_batch(0), _batch(1)])
+    assert tagger.training is False  # left in the mode it was in
+    for s in scores:
+        assert s[3] == 0 and s[5] == 0 and (s > 0).sum() == len(s) - 2
+    kept = prune_ffn(tagger, len(scores[0]) - 2, scores)
+    assert all(3 not in k and 5 not in k for k in kept)
+    # padding does not count: the same batch with its padded tokens changed scores the same
+    b = _batch(0)
+    b2 = {**b, "input_ids": b["input_ids"].clone()}
+    b2["input_ids"][1, 5:] = 42
+    tagger2 = _tiny_tagger(tmp_path / "again")
+    assert all(torch.allclose(x, y) for x, y in zip(ffn_importance(tagger2, [b]), ffn_importance(tagger2, [b2])))
 
 
 def test_distill_loss_is_zero_for_equal_logits_and_ignores_padding():
@@ -94,6 +169,32 @@ def test_student_is_shallower_learns_the_teacher_and_loads(tmp_path, teacher):
     # started from the teacher's layers and heads and trained on its outputs: the sample is learned
     assert summary["test"]["micro_f1"] >= 0.9
     assert all(p is not None for p in student.predict([r.text for r in recs]))
+
+
+@pytest.mark.slow
+def test_narrow_student_trains_saves_resumes_and_loads(tmp_path, teacher):
+    enc, teacher_run = teacher
+    width = ffn_pairs(_load_hf(teacher_run))[0][1].out_features
+    cfg = _cfg(tmp_path / "narrow", enc, model={"num_layers": 2, "ffn_size": width // 2},
+               train={"distill_from": str(teacher_run), "epochs": 10, "checkpoint_every": 5})
+    with pytest.raises(SimulatedKill):  # stopped mid-run: the resume must load the narrow checkpoint as it is
+        train(cfg, stop_after_step=5)
+    assert (tmp_path / "narrow" / "checkpoints" / "step-5").exists()
+    summary = train(cfg)
+    assert summary["steps"] == 10
+    model_cfg = (Path(load(str(tmp_path / "narrow")).info["checkpoint"]) / "model" / "config.json").read_text()
+    assert f'"intermediate_size": {width // 2}' in model_cfg
+    student = load(str(tmp_path / "narrow"))
+    recs = read_records(SAMPLE, student.task)
+    assert summary["test"]["micro_f1"] >= 0.9
+    assert all(p is not None for p in student.predict([r.text for r in recs]))
+
+
+def _load_hf(run: Path):
+    from transformers import AutoModelForTokenClassification
+
+    ckpt = max((run / "checkpoints").iterdir())
+    return AutoModelForTokenClassification.from_pretrained(ckpt / "model")
 
 
 @pytest.mark.slow

@@ -55,6 +55,9 @@ class EncoderModelConfig(BaseModel):
                                                "inference is fp32")
     num_layers: int | None = Field(None, ge=1, description="keep only N transformer layers, evenly spaced, first "
                                    "and last included (a shallower, faster model; 6 -> 3 keeps 0, 2, 5)")
+    ffn_size: int | None = Field(None, ge=1, description="keep only the N feed-forward neurons of each layer that "
+                                 "move its output most on the first training batches (a narrower, faster model; "
+                                 "MiniLM has 1536); pruned once before training, best with train.distill_from")
 
 
 class EncoderLoraConfig(LoraBase):

@@ -14,6 +14,13 @@ embeddings (the DistilBERT recipe), it keeps most of it.
   ``distill_weight * T^2 * KL(teacher/T || student/T)`` to the label loss, over the BIO
   logits of every real token and, with pointer heads, over each key's start/end positions.
 
+- ``model.ffn_size: N`` narrows every layer's feed-forward block (MiniLM: 1536 -> N neurons),
+  the other half of a layer's arithmetic. Neurons are ranked once, before training, by how
+  much they move the layer's output on the first training records (mean |activation| times
+  the norm of their output weights); the rest are cut and distillation trains the narrower
+  model to make up for them. Structured pruning, not sparsity: the saved model is a plain
+  BERT with a smaller ``intermediate_size``, so ONNX export and int8 need nothing new.
+
 Written here because it is a few lines on top of our own Tagger (its extra embeddings and
 pointer head are ours), not something a library ships for this model.
 """
@@ -111,3 +118,86 @@ def distill_loss(student: Any, teacher: Any, labels: Any, n_labels: int, tempera
         loss = loss + F.kl_div(F.log_softmax(ps / T, -1), F.log_softmax(pt / T, -1), log_target=True,
                                reduction="batchmean")
     return loss * (T * T)
+
+
+def ffn_pairs(hf_model: Any) -> list[tuple[Any, Any, Any]]:
+    """``(layer, up, down)`` per transformer layer: the FFN's two linear maps (BERT and MPNet name
+    them ``intermediate.dense`` and ``output.dense``)."""
+    layers = getattr(getattr(hf_model.base_model, "encoder", None), "layer", None)
+    pairs = []
+    for layer in layers or []:
+        up = getattr(getattr(layer, "intermediate", None), "dense", None)
+        down = getattr(getattr(layer, "output", None), "dense", None)
+        if up is None or down is None:
+            raise ConfigError("model.ffn_size: this encoder's layers have no intermediate.dense/output.dense pair")
+        pairs.append((layer, up, down))
+    if not pairs:
+        raise ConfigError("model.ffn_size: this encoder has no encoder.layer list")
+    return pairs
+
+
+def ffn_importance(tagger: Any, batches: list[dict[str, Any]]) -> list[Any]:
+    """Per layer, one score per FFN neuron: mean |activation| over the real tokens of ``batches``
+    times the norm of the neuron's output weights, i.e. how much it moves the residual stream
+    on this data. Neurons that never fire on descriptors score about zero."""
+    import torch
+
+    pairs = ffn_pairs(tagger.model)
+    sums = [torch.zeros(up.out_features, dtype=torch.float64) for _, up, _ in pairs]
+    count = 0
+    mask_box: dict[str, Any] = {}
+
+    def hook(i: int) -> Any:
+        def record(_module: Any, _inputs: Any, output: Any) -> None:
+            real = mask_box["mask"].reshape(-1).bool()
+            act = output.detach().reshape(-1, output.shape[-1])[real]
+            sums[i] += act.abs().sum(0).double().cpu()
+        return record
+
+    handles = [layer.intermediate.register_forward_hook(hook(i)) for i, (layer, _, _) in enumerate(pairs)]
+    was_training = tagger.training
+    tagger.eval()
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                mask_box["mask"] = batch["attention_mask"]
+                tagger(**{k: v for k, v in batch.items() if k != "labels"})
+                count += int(batch["attention_mask"].sum())
+    finally:
+        for h in handles:
+            h.remove()
+        tagger.train(was_training)
+    return [s / max(count, 1) * down.weight.detach().norm(dim=0).double().cpu() for s, (_, _, down) in zip(sums, pairs)]
+
+
+def prune_ffn(tagger: Any, size: int, scores: list[Any] | None = None) -> list[list[int]]:
+    """Keep ``size`` neurons of every layer's FFN (the highest ``scores``; by weight norms when none),
+    in place; returns the kept indices per layer. The config's ``intermediate_size`` is updated, so
+    the saved model loads (and exports) as the narrower one."""
+    import torch
+
+    pairs = ffn_pairs(tagger.model)
+    width = pairs[0][1].out_features
+    if not 1 <= size <= width:
+        raise ConfigError(f"model.ffn_size: {size} is not between 1 and the encoder's FFN width {width}")
+    kept: list[list[int]] = []
+    for i, (layer, up, down) in enumerate(pairs):
+        score = scores[i] if scores is not None else (up.weight.norm(dim=1) * down.weight.norm(dim=0)).detach().cpu()
+        idx = torch.sort(torch.topk(score, size).indices).values
+        kept.append(idx.tolist())
+        if size == width:
+            continue
+        new_up = torch.nn.Linear(up.in_features, size, bias=up.bias is not None).to(up.weight)
+        new_down = torch.nn.Linear(size, down.out_features, bias=down.bias is not None).to(down.weight)
+        with torch.no_grad():
+            dev = up.weight.device
+            new_up.weight.copy_(up.weight[idx.to(dev)])
+            if up.bias is not None:
+                new_up.bias.copy_(up.bias[idx.to(dev)])
+            new_down.weight.copy_(down.weight[:, idx.to(dev)])
+            if down.bias is not None:
+                new_down.bias.copy_(down.bias)
+        layer.intermediate.dense, layer.output.dense = new_up, new_down
+    for cfg in {id(c): c for c in (tagger.model.config, getattr(tagger.model.base_model, "config", None)) if c}.values():
+        cfg.intermediate_size = size
+    return kept

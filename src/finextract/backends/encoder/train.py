@@ -23,7 +23,8 @@ from finextract.backends.encoder.model import (EncoderExtractor, build_model, co
                                                load_model_from_checkpoint, load_tokenizer, make_tagger,
                                                decode_options, save_model, torch_forward)
 from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers, freeze_word_embeddings
-from finextract.backends.encoder.distill import check_compatible, distill_loss, keep_layers, teacher_checkpoint
+from finextract.backends.encoder.distill import (check_compatible, distill_loss, ffn_importance, keep_layers,
+                                                 prune_ffn, teacher_checkpoint)
 from finextract.backends.encoder.features import pad_value, token_features
 from finextract.backends.encoder.tagging import IGNORE, align_labels, label_names
 from finextract.errors import ConfigError, RunDirError
@@ -39,6 +40,7 @@ log = logging.getLogger("finextract")
 # Fields that may change between a run and its resumption (where results go, not what is trained).
 _RESUMABLE_CHANGES = {"train.eval_batch_size", "train.num_threads"}
 STATE_FILE = "state.pt"  # optimizer, scheduler, RNG, step, running loss: tensors and plain data only
+FFN_PROBE_RECORDS = 512  # training records whose FFN activations rank the neurons for model.ffn_size
 
 
 class _Interrupt(Exception):
@@ -202,6 +204,13 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
     if tc.freeze_embeddings:
         freeze_word_embeddings(model)
     model.to(device)
+    if cfg.model.ffn_size and resumed is None:  # a resumed run's checkpoint is already narrow
+        probe = [{k: v.to(device) for k, v in collate([feats[i] for i in range(b, min(b + tc.batch_size, n))],
+                                                      tokenizer.pad_token_id or 0).items()}
+                 for b in range(0, min(n, FFN_PROBE_RECORDS), tc.batch_size)]
+        prune_ffn(model, cfg.model.ffn_size, ffn_importance(model, probe))
+        log.info("model.ffn_size: kept %d feed-forward neurons per layer (importance on %d records)",
+                 cfg.model.ffn_size, min(n, FFN_PROBE_RECORDS))
 
     def is_new(name: str) -> bool:  # freshly initialised parts: tagging/pointer heads, extra embeddings
         return "classifier" in name or name.startswith(("case.", "lex.", "pointer.", "layout."))
