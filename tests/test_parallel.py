@@ -12,7 +12,7 @@ import pytest
 from finextract.backends.encoder.testing import train_tiny_run
 from finextract.errors import FinextractError, InputError, NotFoundError
 from finextract.extractor import load_extractor
-from finextract.parallel import ParallelExtractor
+from finextract.parallel import ParallelExtractor, balanced_shares
 from finextract.runtime import load_with_runtime
 
 pytestmark = pytest.mark.xdist_group("parallel")  # spawns processes: keep off the other worker's core
@@ -32,10 +32,24 @@ def texts(run_dir) -> list[str]:
     return [r.text for r in generate(37, seed=21)]
 
 
+def test_balanced_shares_split_the_work_evenly_and_keep_every_text_once():
+    lengths = [300, 20, 25, 30, 280, 22, 18, 27, 24, 26]  # two long wires among short card lines
+    shares = balanced_shares(lengths, 2)
+    assert sorted(i for s in shares for i in s) == list(range(10))  # each text exactly once
+    assert all(s == sorted(s) for s in shares)  # input order inside a share
+    work = [sum(lengths[i] + 16 for i in s) for s in shares]
+    assert {0, 4} not in [set(s) & {0, 4} for s in shares]  # the two wires go to different workers
+    assert max(work) - min(work) <= max(lengths) // 4
+    contiguous = [sum(lengths[:5]) + 80, sum(lengths[5:]) + 80]  # what halving the call would give
+    assert max(work) < max(contiguous)
+    assert balanced_shares([5], 3) == [[0], [], []]
+    assert balanced_shares([], 2) == [[], []]
+
+
 def test_same_answers_in_order_as_one_process(run_dir, texts):
     one = load_extractor(run_dir, "best", num_threads=1)
     expected = one.predict(texts)
-    with ParallelExtractor(run_dir, "best", workers=2, chunk_size=5) as par:  # 8 chunks: four rounds of two
+    with ParallelExtractor(run_dir, "best", workers=2, chunk_size=5) as par:  # waves of 10 texts: four rounds of two shares
         assert par.predict(texts) == expected
         assert par.predict(texts[:1]) == expected[:1]  # fewer texts than workers
         assert par.predict([]) == []

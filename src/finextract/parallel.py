@@ -95,9 +95,10 @@ def balanced_shares(lengths: Sequence[int], parts: int, per_text: int = 16) -> l
 class ParallelExtractor(Extractor):
     """``workers`` processes, each holding the run's extractor on ``threads_per_worker`` threads.
 
-    A call is cut into contiguous chunks, one per worker (``chunk_size`` texts at most, so a
-    long input keeps memory bounded), and the answers come back in input order; a call of
-    fewer texts than workers uses the first ones only. Use it as a context manager, or call
+    A call is cut into waves of ``workers x chunk_size`` texts (so a long input keeps memory
+    bounded); each wave is dealt to the workers in shares of about equal work by text length
+    (:func:`balanced_shares`), and the answers come back in input order; a call of fewer texts
+    than workers uses the first ones only. Use it as a context manager, or call
     :meth:`close`, to stop the workers. Outputs equal one process's for fp32 runtimes; a
     dynamic-int8 ONNX variant takes activation scales from its batch, so a text's output can
     change with its batch-mates (``describe()["batch_dependent"]``), here as in one process.
