@@ -179,7 +179,7 @@ JOBS.update({
 })
 # Session 7, issue 16: narrower and shallower students for the CPU path, all distilled from t_h (the
 # h_s0 recipe again: the devices of session 6 are gone): 3 layers as k_h (the control), 3 layers with
-# each FFN cut to 768 / 512 of its 1536 neurons (model.ffn_size), 2 layers. Issue 11: two more seeds
+# each FFN cut to 768 / 512 / 384 of its 1536 neurons (model.ffn_size), 2 layers. Issue 11: two more seeds
 # of the mpnet recipe (both finished this time: two mpnet jobs per call) and their ensemble; the
 # MiniLM default learning rate on g80k (killed unfinished in session 6).
 KD = {**H, "num_layers": 3, "distill": "t_h", "export": True}
@@ -188,6 +188,7 @@ JOBS.update({
     "k7_3": {**KD},
     "k7_3f768": {**KD, "ffn_size": 768},
     "k7_3f512": {**KD, "ffn_size": 512},
+    "k7_3f384": {**KD, "ffn_size": 384},
     "k7_2": {**KD, "num_layers": 2},
 })
 ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
