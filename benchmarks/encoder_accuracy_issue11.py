@@ -190,10 +190,16 @@ JOBS.update({
     "k7_3f512": {**KD, "ffn_size": 512},
     "k7_3f384": {**KD, "ffn_size": 384},
     "k7_2": {**KD, "num_layers": 2},
+    # round 2: g_g80 (lr 1e-4, g80k, 3 epochs) was the best MiniLM on the pilot in round 1: two more
+    # seeds, and the FFN-512 student distilled from it
+    "g_g80_s1": {**GEN2, "extra_tests": [], "data": "g80k", "epochs": 3, "seed": 1},
+    "g_g80_s2": {**GEN2, "extra_tests": [], "data": "g80k", "epochs": 3, "seed": 2},
+    "k7_g80f512": {**KD, "distill": "g_g80", "data": "g80k", "epochs": 3, "lr": 1e-4, "head_lr": 1e-3, "ffn_size": 512},
 })
 ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
              "ens_h3": ["h_s0", "h_s1", "h_s2"],
-             "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"], "ens_p2": ["p_g80_s2", "p_g80_s3"]}
+             "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"], "ens_p2": ["p_g80_s2", "p_g80_s3"],
+             "ens_g80": ["g_g80", "g_g80_s1", "g_g80_s2"]}
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 

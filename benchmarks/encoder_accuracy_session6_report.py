@@ -38,12 +38,12 @@ WHAT = {
 }
 
 
-def rows(raw: list[Path]) -> dict:
+def rows(raw: list[Path], what_by_job: dict = WHAT) -> dict:
     jobs: dict = {}
     for f in raw:
         jobs.update(json.loads(f.read_text()))
     out = {}
-    for name, (group, what) in WHAT.items():
+    for name, (group, what) in what_by_job.items():
         s = jobs.get(name, {}).get("scores")
         if not s:
             continue
@@ -61,32 +61,26 @@ def fmt(v) -> str:
     return "-" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--raw", type=Path, nargs="+", required=True)
-    args = ap.parse_args()
-    table = rows(args.raw)
-    (RESULTS / "encoder_accuracy_session6.json").write_text(json.dumps(table, indent=1))
-    lines = ["# Encoder accuracy, session 6 (issue 11; one H200)", "",
-             "Trained on generated data only (card profile, new generator: g40k = `data synth --n 40000 --seed 2`,",
-             "g80k = `--n 80000 --seed 3`, test = g20k's test split); the pilot memos (301 real) are scored, never",
-             f"trained on. Decoder {DEC} with the glued-edge step (the shipped default); `noglue` = same logits without it.",
+def render(table: dict, name: str, head: list[str], seeds: dict, best: list[str]) -> str:
+    """Write ``RESULTS/{name}.{json,md}``: the job table, seed means and the pilot's per-key F1."""
+    (RESULTS / f"{name}.json").write_text(json.dumps(table, indent=1))
+    lines = head + [
+             f"Decoder {DEC} with the glued-edge step (the shipped default); `noglue` = same logits without it.",
              "", "| job | group | what | train s | gen. test | pilot | pilot noglue | pilot MERCHANT_NAME | pilot macro |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
-    for name, r in table.items():
+    for job, r in table.items():
         mn = r["pilot_per_key"].get("MERCHANT_NAME", {}).get("f1")
-        lines.append(f"| {name} | {r['group']} | {r['what']} | {fmt(r['train_seconds'] and round(r['train_seconds']))} | "
+        lines.append(f"| {job} | {r['group']} | {r['what']} | {fmt(r['train_seconds'] and round(r['train_seconds']))} | "
                      f"{fmt(r['test'])} | {fmt(r['pilot'])} | {fmt(r['pilot_noglue'])} | {fmt(mn)} | "
                      f"{fmt(r['pilot_macro'])} |")
-    seeds = {"MiniLM lr 2e-4 (h_s0..h_s2)": ["h_s0", "h_s1", "h_s2"], "mpnet g80k 2 ep (p_g80, p_g80_s1)":
-             ["p_g80", "p_g80_s1"]}
     lines += ["", "Seed means (pilot, with / without the glued step):"]
     for label, names in seeds.items():
         got = [table[n] for n in names if n in table]
         if got:
+            noglue = [r["pilot_noglue"] for r in got if r["pilot_noglue"] is not None]
             lines.append(f"- {label}: {statistics.mean(r['pilot'] for r in got):.4f} / "
-                         f"{statistics.mean(r['pilot_noglue'] for r in got):.4f}")
-    best = [n for n in ("p_g80_s1", "p_g80", "h_g80", "h_s0") if n in table]
+                         + (f"{statistics.mean(noglue):.4f}" if len(noglue) == len(got) else "-"))
+    best = [n for n in best if n in table]
     if best:
         lines += ["", "## Pilot per key (F1 / support)", "", "| key | " + " | ".join(best) + " |",
                   "|---|" + "---:|" * len(best)]
@@ -94,8 +88,22 @@ def main() -> None:
             cells = [table[n]["pilot_per_key"].get(k) for n in best]
             sup = next((c["support"] for c in cells if c), 0)
             lines.append(f"| {k} ({sup}) | " + " | ".join(fmt(c and c["f1"]) for c in cells) + " |")
-    (RESULTS / "encoder_accuracy_session6.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"{name}.md").write_text(text)
+    return text
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--raw", type=Path, nargs="+", required=True)
+    args = ap.parse_args()
+    head = ["# Encoder accuracy, session 6 (issue 11; one H200)", "",
+            "Trained on generated data only (card profile, new generator: g40k = `data synth --n 40000 --seed 2`,",
+            "g80k = `--n 80000 --seed 3`, test = g20k's test split); the pilot memos (301 real) are scored, never",
+            "trained on."]
+    seeds = {"MiniLM lr 2e-4 (h_s0..h_s2)": ["h_s0", "h_s1", "h_s2"], "mpnet g80k 2 ep (p_g80, p_g80_s1)":
+             ["p_g80", "p_g80_s1"]}
+    print(render(rows(args.raw), "encoder_accuracy_session6", head, seeds, ["p_g80_s1", "p_g80", "h_g80", "h_s0"]))
 
 
 if __name__ == "__main__":

@@ -266,3 +266,30 @@ def test_dynamic_int8_delta_is_measured_per_call_size_and_chosen_on_the_worst(tr
                      "speed": {"samples_per_s": 9}}}
     assert worst_delta(fake["fast"], "s") == -0.8
     assert choose(fake, tolerance=0.5) == "fp32" and choose(fake, tolerance=1.0) == "fast"
+
+
+def test_variant_speeds_are_measured_interleaved_and_reported_as_medians():
+    """export-onnx's choice rests on these numbers: every round times every variant once, so a burst
+    of load cannot fall on one variant's whole measurement."""
+    import time
+
+    from finextract.backends.encoder.onnx_select import interleaved_speed
+
+    calls: list[str] = []
+
+    class Fake:
+        def __init__(self, name: str, seconds: float):
+            self.name, self.seconds = name, seconds
+
+        def predict(self, texts):
+            if len(texts) > 1:  # throughput passes, not the single-text latency samples
+                calls.append(self.name)
+            time.sleep(self.seconds)
+            return [None] * len(texts)
+
+    out = interleaved_speed({"a": Fake("a", 0.0), "b": Fake("b", 0.004)}, ["x"] * 64, rounds=3)
+    firsts = [i for i in range(1, len(calls)) if calls[i] != calls[i - 1]]
+    assert len(firsts) == 5  # a b a b a b: the variant changes five times (each round: warm-up + one pass)
+    assert out["a"]["rounds"] == 3 and len(out["b"]["samples_per_s_rounds"]) == 3
+    assert out["a"]["samples_per_s"] > out["b"]["samples_per_s"]
+    assert out["b"]["samples_per_s"] == sorted(out["b"]["samples_per_s_rounds"])[1]  # the median
