@@ -93,17 +93,22 @@ def render(table: dict, name: str, head: list[str], seeds: dict, best: list[str]
     return text
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def report_cli(doc: str, name: str, head: list[str], seeds: dict, best: list[str], what_by_job: dict = WHAT) -> None:
+    """``--raw FILE...`` -> the report, printed and written (one entry point for every session's report)."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--raw", type=Path, nargs="+", required=True)
     args = ap.parse_args()
+    print(render(rows(args.raw, what_by_job), name, head, seeds, best))
+
+
+def main() -> None:
     head = ["# Encoder accuracy, session 6 (issue 11; one H200)", "",
             "Trained on generated data only (card profile, new generator: g40k = `data synth --n 40000 --seed 2`,",
             "g80k = `--n 80000 --seed 3`, test = g20k's test split); the pilot memos (301 real) are scored, never",
             "trained on."]
     seeds = {"MiniLM lr 2e-4 (h_s0..h_s2)": ["h_s0", "h_s1", "h_s2"], "mpnet g80k 2 ep (p_g80, p_g80_s1)":
              ["p_g80", "p_g80_s1"]}
-    print(render(rows(args.raw), "encoder_accuracy_session6", head, seeds, ["p_g80_s1", "p_g80", "h_g80", "h_s0"]))
+    report_cli(__doc__, "encoder_accuracy_session6", head, seeds, ["p_g80_s1", "p_g80", "h_g80", "h_s0"])
 
 
 if __name__ == "__main__":

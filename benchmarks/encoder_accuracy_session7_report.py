@@ -9,12 +9,11 @@ Writes ``benchmarks/results/encoder_accuracy_session7.{json,md}`` (same layout a
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from encoder_accuracy_session6_report import render, rows  # noqa: E402
+from encoder_accuracy_session6_report import report_cli  # noqa: E402
 
 WHAT = {
     "t_h": ("MiniLM", "teacher: h_s0's recipe again (g40k, 6 ep, lr 2e-4, max_length 128)"),
@@ -31,14 +30,11 @@ WHAT = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--raw", type=Path, nargs="+", required=True)
-    args = ap.parse_args()
     head = ["# Encoder accuracy, session 7 (issues 11 and 16; one H200)", "",
             "Trained on generated data only (g40k = `data synth --n 40000 --seed 2`, g80k = `--n 80000 --seed 3`,",
             "test = g20k's test split); the pilot memos (301 real) are scored, never trained on."]
     seeds = {"MiniLM lr 1e-4 g80k 3 ep (g_g80, _s1, _s2)": ["g_g80", "g_g80_s1", "g_g80_s2"]}
-    print(render(rows(args.raw, WHAT), "encoder_accuracy_session7", head, seeds, ["g_g80", "t_h", "k7_3", "k7_3f512"]))
+    report_cli(__doc__, "encoder_accuracy_session7", head, seeds, ["g_g80", "t_h", "k7_3", "k7_3f512"], WHAT)
 
 
 if __name__ == "__main__":
