@@ -125,7 +125,7 @@ class ParallelExtractor(Extractor):
                 self._procs.append(proc)
             infos = [self._receive(i) for i in range(workers)]
             self.task, self._describe, self._has_confidence = infos[0]
-            self._call_chunks("predict", [["warm up"] * 64] * workers)  # sizes each worker's buffers before real calls
+            self._call_wave("predict", [["warm up"] * 64] * workers)  # sizes each worker's buffers before real calls
         except BaseException:
             self.close()
             raise
@@ -147,20 +147,17 @@ class ParallelExtractor(Extractor):
                 "From a script, put the call under `if __name__ == \"__main__\":` (workers are spawned and "
                 "re-import the main module)") from exc
 
-    def _call_chunks(self, method: str, chunks: list[list[str]]) -> list[list[Any]]:
-        out: list[list[Any]] = []
-        for start in range(0, len(chunks), self.workers):  # one round: a chunk per worker, all at once
-            wave = chunks[start:start + self.workers]
-            for i, chunk in enumerate(wave):
-                self._conns[i].send((method, chunk))
-            # every answer of the wave is read before any error is raised, so none is left in a
-            # pipe to be taken for the next call's answer
-            replies = [self._read(i) for i in range(len(wave))]
-            errors = [payload for status, payload in replies if status == "error"]
-            if errors:
-                raise errors[0]
-            out += [payload for _, payload in replies]
-        return out
+    def _call_wave(self, method: str, shares: list[list[str]]) -> list[list[Any]]:
+        """One round: share ``i`` to worker ``i`` (at most one share per worker), all at once."""
+        for i, share in enumerate(shares):
+            self._conns[i].send((method, share))
+        # every answer of the wave is read before any error is raised, so none is left in a
+        # pipe to be taken for the next call's answer
+        replies = [self._read(i) for i in range(len(shares))]
+        errors = [payload for status, payload in replies if status == "error"]
+        if errors:
+            raise errors[0]
+        return [payload for _, payload in replies]
 
     def _call(self, method: str, texts: Sequence[str]) -> list[Any]:
         texts = list(texts)
@@ -171,7 +168,7 @@ class ParallelExtractor(Extractor):
         for start in range(0, len(texts), wave):  # a wave: one share per worker, answered together
             shares = balanced_shares([len(t) for t in texts[start:start + wave]], self.workers)
             shares = [s for s in shares if s]
-            answers = self._call_chunks(method, [[texts[start + i] for i in share] for share in shares])
+            answers = self._call_wave(method, [[texts[start + i] for i in share] for share in shares])
             for share, answer in zip(shares, answers):
                 for i, value in zip(share, answer):
                     out[start + i] = value

@@ -190,11 +190,11 @@ def prune_ffn(tagger: Any, size: int, scores: list[Any] | None = None) -> list[l
         new_up = torch.nn.Linear(up.in_features, size, bias=up.bias is not None).to(up.weight)
         new_down = torch.nn.Linear(size, down.out_features, bias=down.bias is not None).to(down.weight)
         with torch.no_grad():
-            dev = up.weight.device
-            new_up.weight.copy_(up.weight[idx.to(dev)])
+            rows = idx.to(up.weight.device)
+            new_up.weight.copy_(up.weight[rows])
             if up.bias is not None:
-                new_up.bias.copy_(up.bias[idx.to(dev)])
-            new_down.weight.copy_(down.weight[:, idx.to(dev)])
+                new_up.bias.copy_(up.bias[rows])
+            new_down.weight.copy_(down.weight[:, rows])
             if down.bias is not None:
                 new_down.bias.copy_(down.bias)
         layer.intermediate.dense, layer.output.dense = new_up, new_down

@@ -117,15 +117,8 @@ def worst_delta(variant: dict[str, Any], set_name: str) -> float:
     return max(deltas, key=abs)
 
 
-def quick_speed(extractor: Any, texts: Sequence[str], repeats: int = 3) -> dict[str, Any]:
-    from finextract.speed import measure_throughput, peak_rss_mb
-
-    res = measure_throughput(extractor, list(texts), batch_size=64, latency_samples=50, repeats=repeats)
-    return {"samples_per_s": round(res["samples_per_s"], 1), "p50_ms": round(res["p50_ms"], 3),
-            "p90_ms": round(res["p90_ms"], 3), "n_texts": res["n_texts"], "peak_rss_mb_so_far": round(peak_rss_mb())}
-
-
-def interleaved_speed(extractors: dict[str, Any], texts: Sequence[str], rounds: int = 3) -> dict[str, dict[str, Any]]:
+def interleaved_speed(extractors: dict[str, Any], texts: Sequence[str], rounds: int = 3,
+                      latency_samples: int = 50) -> dict[str, dict[str, Any]]:
     """Each extractor's throughput and latency, measured in ``rounds`` interleaved rounds (one repeat of
     each per round), medians reported: a burst of load hits every variant alike instead of one."""
     import statistics
@@ -135,7 +128,8 @@ def interleaved_speed(extractors: dict[str, Any], texts: Sequence[str], rounds: 
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in extractors}
     for _ in range(rounds):
         for name, ex in extractors.items():
-            runs[name].append(measure_throughput(ex, list(texts), batch_size=64, latency_samples=30, repeats=1))
+            runs[name].append(measure_throughput(ex, list(texts), batch_size=64,
+                                                 latency_samples=latency_samples, repeats=1))
     out = {}
     for name, rs in runs.items():
         out[name] = {k: round(statistics.median(r[k] for r in rs), 3 if k != "samples_per_s" else 1)
@@ -222,7 +216,7 @@ def export_fast_path(run_dir: Path, checkpoint: str, cfg: EncoderRunConfig, eval
     meta["reference"] = {"runtime": "torch fp32",
                          "f1": {s.name: {"path": s.path, "n_records": len(s.records), "micro_f1": refs[s.name][0]}
                                 for s in eval_sets},
-                         "speed": quick_speed(ref, speed_pool)}
+                         "speed": interleaved_speed({"torch": ref}, speed_pool)["torch"]}
     del ref
     for name, v in variants.items():
         ex = onnx_extractor(ckpt, cfg, task, num_threads=threads, variant=name, allow_unvalidated=True)
