@@ -309,3 +309,55 @@ def test_same_seed_same_bytes_across_processes(tmp_path):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / h)], check=True, env=env, timeout=300)
     for split in ("train", "validation", "test"):
         assert (tmp_path / "1" / f"{split}.jsonl").read_bytes() == (tmp_path / "2" / f"{split}.jsonl").read_bytes()
+
+
+def test_long_wire_memos_are_cut_at_the_memo_width_and_keep_exact_labels():
+    """Fedwire memos longer than the memo column end at its width (200-300), mid-field: the
+    record's text is exactly that long, a value cut there keeps its key as printed, and every
+    label is still an exact substring. The study profile has no cut (its stream is unchanged)."""
+    import random
+
+    from finextract.synth.formats import WIRE_MEMO_WIDTHS, fam_wire, make_ctx
+    from finextract.synth.pieces import text_of
+    from finextract.synth.profiles import PROFILES
+
+    lo, hi = WIRE_MEMO_WIDTHS
+    rng = random.Random(3)
+    plan = {"MERCHANT_NAME", "STREET", "CITY", "STATE", "ZIP", "DYNAMIC_DESCRIPTOR"}
+    cut = uncut_long = 0
+    for _ in range(3000):
+        c = make_ctx(rng, "wire", set(plan), PROFILES["card"])
+        text = text_of(fam_wire(c))
+        if c.cut and "memo" in c.cut:
+            cut += 1
+            assert len(text) == c.cut["memo"] or len(text) < c.cut["memo"] and not text[len(text):].strip()
+            assert lo <= c.cut["memo"] <= hi
+        elif len(text) > hi:
+            uncut_long += 1
+    assert cut > 50 and uncut_long > 0.1 * cut   # cut often (0.6 of those that are long), not always
+    study = [r for r in generate(1500, seed=4, profile="study") if r.meta.get("cut", {}).get("memo")]
+    assert study == []
+    cut_records = [r for r in generate(6000, seed=5) if r.meta.get("cut", {}).get("memo")]
+    assert cut_records
+    for r in cut_records:
+        assert len(r.text) <= r.meta["cut"]["memo"]
+        for key, (s, e) in r.meta["spans"].items():
+            assert r.text[s:e] == r.values[key]
+
+
+def test_department_tags_end_names_only_where_no_state_is_printed():
+    """ACH / name-only payees sometimes end in a tag that reads like a state code (AP, PA, MD):
+    it is part of MERCHANT_NAME, the record has no STATE or prefix, and without the option
+    (``dept_tags: 0``) no name ends in the tags that only it adds."""
+    import re
+
+    from finextract.synth.profiles import with_options
+
+    only_tags = re.compile(r" (AP|A/P|AP DEPT|P\.A\.|DDS)$")
+    recs = generate(8000, seed=9)
+    tagged = [r for r in recs if only_tags.search(r.values["MERCHANT_NAME"])]
+    assert len(tagged) > 8
+    assert all(r.meta["family"] in ("ach", "name_only") for r in tagged)
+    assert all(not r.values["STATE"] and not r.values["INTERMEDIARY"] for r in tagged)
+    plain = generate(8000, seed=9, profile=with_options("card", {"dept_tags": 0.0}))
+    assert not [r for r in plain if only_tags.search(r.values["MERCHANT_NAME"])]

@@ -139,6 +139,8 @@ _FACILITATOR_SITES = {"SQ": ["squareup.com/receipts", "GOSQ.COM", "gosq.com", "S
                       "EB": ["EVENTBRITE.COM"], "BT": ["BRAINTREEPAYMENTS.COM"], "WAV": ["WAVEAPPS.COM"]}
 
 
+DEPT_TAGS = (" AP", " AP", " AR", " A/P", " CO", " PA", " P.A.", " MD", " DO", " PC", " LP", " DDS", " AP DEPT")
+
 _B2B_KINDS = {"insurer", "utility", "telecom", "software", "recurring", "marketplace"}
 
 
@@ -172,6 +174,11 @@ def make_ctx(rng: random.Random, family: str, plan: set[str], prof: Profile | No
         m = Merchant(name, "b2b", "num", "", "", False)
         if family == "ach" and rng.random() < 0.5:
             name = name[:16].rstrip(" -+/,*#.:(")   # NACHA company name field: 16 characters
+    if (prof.dept_tags and family in ("ach", "name_only") and not m.is_brand and not {"STATE", "INTERMEDIARY"} & plan
+            and rng.random() < prof.dept_tags):
+        # Payees whose name ends in a tag that reads like a state code: an accounts-payable desk
+        # (AP), a professional suffix (PA, MD, PC): part of the name, not a location.
+        name += rng.choice(DEPT_TAGS)
     if rng.random() < 0.03 and "  " not in name and " " in name:
         # space-padded descriptors: a run of spaces inside the name is kept verbatim
         i = name.index(" ")
@@ -589,6 +596,23 @@ def fam_ach(c: Ctx) -> list[Piece]:
     return pieces
 
 
+WIRE_MEMO_WIDTHS = (200, 300)   # a statement's memo column: long wire memos end mid-field
+
+
+def _memo_cut(c: Ctx, memo: list[Piece]) -> list[Piece]:
+    """A long Fedwire memo as a statement prints it: cut at the memo column's width, often in the
+    middle of the counterparty's address (a cut value keeps its key, as a cut name does), so the
+    merchant's own address may be partly or wholly gone while the account holder's is still there."""
+    rng = c.rng
+    if not c.prof.wire_memo_cut:
+        return memo   # (no draw: profiles without the option keep their random stream)
+    width = rng.randint(*WIRE_MEMO_WIDTHS)
+    if len(text_of(memo)) <= width or rng.random() >= c.prof.wire_memo_cut:
+        return memo
+    c.cut = {**(c.cut or {}), "memo": width}
+    return truncate(memo, width)
+
+
 def fam_wire(c: Ctx) -> list[Piece]:
     rng = c.rng
     out_going = rng.random() < 0.6
@@ -641,13 +665,19 @@ def fam_wire(c: Ctx) -> list[Piece]:
             parts.append(flat(swift, " "))
         if c.dd:
             parts.append(flat([P("REF:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
+        if c.prof.wire_memo_cut and rng.random() < 0.7:   # the banks' own tags run on after the parties
+            parts.append("REC FI:=" + rng.choice(["SIL VLY BK", "JPMCHASE", "WELLS FARGO NA", "BK AMER NYC", "CITIBANK NYC"]))
+            if rng.random() < 0.5:
+                parts.append("OBI:=" + rng.choice(["BY ORDER OF:", "INVOICE " + V.digits(rng, 5), "PAYMENT FOR SERVICES",
+                                                   "REF " + V.alnum(rng, 8)]))
         for h in holder:
             parts.insert(rng.randint(1, len(parts)), h)
         parts.insert(rng.randint(1, len(parts)), f"INSTRUCTED AMOUNT:={rng.randint(100, 99999)}.{V.digits(rng, 2)} - USD")
         if rng.random() < 0.7:  # Fedwire-style "FIELD:=value;" memo: fields joined by "; "
             body = flat(parts[1:], "; ")
-            return flat([parts[0], body, [P(c.phone, "PHONE")] if c.phone else None,
+            memo = flat([parts[0], body, [P(c.phone, "PHONE")] if c.phone else None,
                          [P(c.web, "WEBSITE")] if c.web else None])
+            return _memo_cut(c, memo)
     else:
         parts = [name, rng.choice(["Deposit-Wired Funds", "WIRE TRANSFER", "Outgoing Wire", "INCOMING WIRE"]),
                  [P(c.dd, "DYNAMIC_DESCRIPTOR")] if c.dd else None, addr]

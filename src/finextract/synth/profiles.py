@@ -32,6 +32,8 @@ class Profile:
     acceptor_glue: float = 0.0           # a full acceptor name field printed against the city (no space)
     fixed_families: frozenset[str] = frozenset()   # families that keep their own key rates (not rescaled)
     foreign_slot: float = 0.0            # COUNTRY records printed as a foreign acceptor: code in the state slot
+    wire_memo_cut: float = 0.0           # long Fedwire memos cut at the memo column's width (200-300)
+    dept_tags: float = 0.0               # ACH / name-only payees printed with a department tag (ACME CORP AP)
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -58,7 +60,8 @@ PROFILES: dict[str, Profile] = {
     "card": Profile("card", CARD_WEIGHTS, CARD_PRESENCE, canada_share=0.15, more_prefixes=True, place_names=0.15,
                     long_names=0.2, brand_variant=0.25, lead_code=0.06, name_cut=0.35,
                     name_widths=(22, 22, 25, 25, 16, 20, 23), fixed_families=frozenset({"wire"}),
-                    foreign_slot=0.7, acceptor_widths=(22, 22, 25, 25, 20), acceptor_glue=0.8),
+                    foreign_slot=0.7, acceptor_widths=(22, 22, 25, 25, 20), acceptor_glue=0.8,
+                    wire_memo_cut=0.6, dept_tags=0.12),
 }
 
 DEFAULT_PROFILE = "card"
