@@ -331,3 +331,50 @@ def test_batched_pointer_keeps_a_span_that_beats_null_by_a_little():
     ref_values, ref_conf = decode_with_confidence(text, offsets, lg, task, opts)
     assert values == ref_values and values["MERCHANT_NAME"] == "AB CD"
     assert abs(conf["MERCHANT_NAME"] - ref_conf["MERCHANT_NAME"]) < 1e-4
+
+
+def _length_buckets_reference(lengths, call_cost=48):
+    """The scalar dynamic programme length_buckets had before issue 16's vectorised inner step."""
+    order = np.argsort(lengths, kind="stable")
+    s = lengths[order]
+    n = len(s)
+    best, cut = np.zeros(n + 1), np.zeros(n + 1, dtype=int)
+    for j in range(1, n + 1):
+        costs = [best[i] + (j - i) * s[j - 1] + call_cost for i in range(j)]
+        i = int(np.argmin(costs))
+        best[j], cut[j] = costs[i], i
+    groups, j = [], n
+    while j > 0:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_length_buckets_equal_the_scalar_reference(seed):
+    """Same groups as the scalar programme, ties (equal lengths, equal costs) included."""
+    from finextract.backends.encoder.onnx import length_buckets
+
+    rng = np.random.default_rng(seed)
+    for n in (1, 2, 7, 64):
+        lengths = rng.choice([3, 5, 12, 12, 30, 64], size=n) if seed % 2 else rng.integers(2, 65, size=n)
+        for cost in (0, 48, 500):
+            got = length_buckets(lengths, cost)
+            ref = _length_buckets_reference(lengths, cost)
+            assert [g.tolist() for g in got] == [g.tolist() for g in ref]
+
+
+def test_decode_many_with_given_real_tokens_equals_without():
+    """predict_with_confidence hands decode_many the real-token indices it found; same result as finding them."""
+    from finextract.backends.encoder.span_batch import decode_many, real_tokens
+
+    task = load_task("merchant")
+    rng = np.random.default_rng(3)
+    n_labels, k = len(label_names(task)), len(task.key_names)
+    texts = ["SQ *TURTLE TOWER SAN FRANCISCOCA", "", "CAFE 79"]
+    offsets = [[(0, 0)] + [(p, min(p + 3, len(t))) for p in range(0, len(t), 3)] + [(0, 0)] * 2 for t in texts]
+    logits = [rng.normal(scale=3.0, size=(len(o), n_labels + 2 * k)).astype(np.float32) for o in offsets]
+    opts = DecodeOptions(method="pointer")
+    assert real_tokens(offsets)[1] == []
+    assert decode_many(texts, offsets, logits, task, opts, reals=real_tokens(offsets)) == \
+        decode_many(texts, offsets, logits, task, opts)

@@ -222,3 +222,46 @@ def test_featurize_without_a_fast_tokenizer_gives_the_same_inputs():
     assert list(a) == list(b)
     for name in a:
         assert (a[name] == b[name]).all(), name
+
+
+TRICKY_TEXTS = ["", " ", "     ", "ß", "STRASSE ß MÜNCHEN DE", "straße 12 ẞ ﬁx café", "İSTANBUL TST* ŞEHİR",
+                "SAN FRANCISCOCA", "TORONTOON 12", "SQ *JOE'S COFFEE SAN FRANCISCO CA", "SQ*BLUE BOTTLE OAKLAND CA",
+                "TST*SHAKE SHACK NEW YORK NY 10001", "PAYPAL *EBAY 402-935-7733 CA", "ßSQ *ABC", "ß SQ *ß CA",
+                "HARBOR VIEW SEAFOOD RESTA FT LAUDERDA FL 33301", "FARM FRESH TO FARM FRESH TO YOU 800-796-6009",
+                "#1234 $12.34 12/31/2024 555-010-2030 94107-1234 A1B2C3D4 1234567", "  spaces  around  ",
+                "😀 EMOJI STORE 😀 LOS ANGELES CA", " ".join(["WALMART SUPERCENTER #1234 SPRINGFIELD IL 62701"] * 8),
+                "x" * 400, "ß" * 90]
+
+
+def test_batched_featurize_equals_token_features_row_by_row():
+    """featurize's batch form (one NumPy lookup over the whole batch, issue 16) gives exactly the ids of
+    the per-text reference ``token_features`` on each row's real tokens, and padding elsewhere: glued
+    CITYST, prefixes, upper-casing that changes length, empty and all-space texts, texts cut at max_length."""
+    from finextract.backends.encoder.features import pad_value, token_features
+    from finextract.synth import generate
+
+    tok = load_tokenizer(default_model_path())
+    texts = TRICKY_TEXTS + [r.text for r in generate(150, seed=3)]
+    for max_length in (16, 64):
+        batch, offsets = featurize(tok, texts, max_length, case=True, lex=True, layout=True)
+        lengths = batch["attention_mask"].sum(1)
+        assert (lengths == max_length).any()  # some texts are cut
+        for row, (text, off) in enumerate(zip(texts, offsets)):
+            n = int(lengths[row])
+            ref = token_features(text, off[:n], case=True, lex=True, layout=True)
+            for name, ids in ref.items():
+                assert batch[name][row, :n].tolist() == ids, (name, text)
+                assert (batch[name][row, n:] == pad_value(name)).all(), (name, text)
+
+
+def test_batched_lex_ids_cut_tokens_at_their_own_text():
+    """Odd offsets (past a text's end, empty, reaching into where the next text lies end to end) get
+    what the per-text ``lex_ids`` gives them: no text's marks leak into a neighbour's tokens."""
+    from finextract.backends.encoder.features import _batch_lex_ids, lex_ids
+
+    texts = ["SQ *CAFE NAPA CA", "", "ß 94107", "TORONTOON", "12345"]
+    odd = [(0, 0), (0, 3), (2, 9), (5, 500), (40, 41), (14, 30), (16, 20)]
+    offsets = [odd, [(0, 0), (0, 5)], [(0, 0), (1, 12), (6, 9)], [(0, 9), (9, 30)], [(3, 9), (5, 6)]]
+    se = np.array([p for o in offsets for p in o], dtype=np.int64)
+    got = _batch_lex_ids(texts, se, [len(o) for o in offsets]).tolist()
+    assert got == [ids for t, o in zip(texts, offsets) for ids in lex_ids(t, o)]

@@ -106,7 +106,7 @@ def words(text: str) -> list[tuple[int, int, str]]:
     return out
 
 
-def _mark(arr: list[int], start: int, end: int, begin: int, inside: int | None = None) -> None:
+def _mark(arr: bytearray, start: int, end: int, begin: int, inside: int | None = None) -> None:
     """Label characters ``[start, end)``: ``begin`` on the first, ``inside`` on the rest (if not already set)."""
     inside = begin if inside is None else inside
     for c in range(start, end):
@@ -114,7 +114,7 @@ def _mark(arr: list[int], start: int, end: int, begin: int, inside: int | None =
             arr[c] = begin if c == start else inside
 
 
-def _mark_words(arr: list[int], ws: list[tuple[int, int, str]], i: int, j: int, begin: int, inside: int) -> None:
+def _mark_words(arr: bytearray, ws: list[tuple[int, int, str]], i: int, j: int, begin: int, inside: int) -> None:
     """Words ``i..j-1``: the first word's first char ``begin``, everything else ``inside``."""
     for k in range(i, j):
         s, e, _ = ws[k]
@@ -123,15 +123,18 @@ def _mark_words(arr: list[int], ws: list[tuple[int, int, str]], i: int, j: int, 
                 arr[c] = begin if (k == i and c == s) else inside
 
 
-def city_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> list[int]:
-    """Per character: the ``city`` channel value (see module docstring)."""
+def city_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> bytearray:
+    """Per character: the ``city`` channel value (see module docstring).
+
+    The four ``*_chars`` channels are ``bytearray``s (every value is below 256): indexed like a list,
+    and :func:`featurize` reads a whole batch of them as one NumPy array without a copy."""
     gaz = gazetteer()
     ws = words(text) if ws is None else ws
-    arr = [0] * len(text)
+    arr = bytearray(len(text))
     ups = [w for _, _, w in ws]
     longest = min(gaz.max_words, 5)
     for j, (_, _, word) in enumerate(ws):  # runs ending right before a region code
-        region = word if region_class(word) in (1, 2, 4) else None
+        region = word if _is_state(word) else None
         if region is None or j == 0:
             continue
         best = None
@@ -147,29 +150,38 @@ def city_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> list[
             _mark_words(arr, ws, j - n, j, b, i)
     for j, (s, e, word) in enumerate(ws):  # a city glued to its state: "SAN FRANCISCOCA", "TORONTOON"
         nxt = ups[j + 1] if j + 1 < len(ups) else ""
-        if arr[s] or len(word) <= 4 or not word[-3:].isalpha() or region_class(word[-2:]) not in (1, 2, 4) \
-                or region_class(nxt) in (1, 2, 4):
+        if arr[s] or len(word) <= 4 or not word[-3:].isalpha() or not _is_state(word[-2:]) or _is_state(nxt):
             continue
         state, stem = word[-2:], word[:-2]
         for n in range(min(longest, j + 1), 0, -1):
             run = " ".join(ups[j - n + 1:j] + [stem])
-            if gaz.is_city(run, state) and not any(arr[c] for c in range(ws[j - n + 1][0], e)):
+            if gaz.is_city(run, state) and not any(arr[ws[j - n + 1][0]:e]):
                 _mark(arr, ws[j - n + 1][0], e - 2, CITY_GLUED)
                 break
     for i in range(len(ws)):  # larger cities anywhere
+        if ups[i] not in gaz.major_heads:  # no larger city starts with this word
+            continue
         for n in (3, 2, 1):
             if i + n > len(ws):
                 continue
             run = " ".join(ups[i:i + n])
-            if len(run) >= 4 and gaz.is_major_city(run) and all(arr[c] == 0 for c in range(ws[i][0], ws[i + n - 1][1])):
+            if len(run) >= 4 and gaz.is_major_city(run) and not any(arr[ws[i][0]:ws[i + n - 1][1]]):
                 _mark_words(arr, ws, i, i + n, CITY_MAJOR, CITY_MAJOR_IN)
                 break
     return arr
 
 
-def region_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> list[int]:
+def _is_state(word: str) -> bool:
+    """``word`` is a US state or Canadian province code (or both a state and a country code).
+
+    Codes are 2-3 letters and upper-casing never shortens a string, so a longer word is none: the
+    check most words of a descriptor take, without :func:`region_class`'s call (issue 16)."""
+    return len(word) <= 3 and region_class(word) in (1, 2, 4)
+
+
+def region_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> bytearray:
     ws = words(text) if ws is None else ws
-    arr = [0] * len(text)
+    arr = bytearray(len(text))
     for s, e, w in ws:
         if 2 <= len(w) <= 3 and w.isalpha():
             _mark(arr, s, e, region_class(w))
@@ -181,8 +193,8 @@ def region_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> lis
 _GENERIC_PREFIX = re.compile(r"[A-Z0-9]{2,5} ?\*", re.IGNORECASE)
 
 
-def prefix_chars(text: str) -> list[int]:
-    arr = [0] * len(text)
+def prefix_chars(text: str) -> bytearray:
+    arr = bytearray(len(text))
     up = text.upper()
     known = _known_prefix_re() if len(up) == len(text) else None
     for m in re.finditer(r"\S+", text):
@@ -224,11 +236,11 @@ _SHAPES: list[tuple[re.Pattern[str], int]] = [
 ]
 
 
-def shape_chars(text: str) -> list[int]:
-    arr = [0] * len(text)
+def shape_chars(text: str) -> bytearray:
+    arr = bytearray(len(text))
     for pattern, value in _SHAPES:
         for m in pattern.finditer(text):
-            if all(arr[c] == 0 for c in range(m.start(), m.end())):
+            if not any(arr[m.start():m.end()]):  # no character taken by an earlier shape
                 _mark(arr, m.start(), m.end(), value)
     return arr
 
@@ -310,7 +322,8 @@ EXTRA_INPUTS = ("case_ids", "lex_ids", "layout_ids")  # in this order after the 
 
 def token_features(text: str, offsets: Sequence[tuple[int, int]], case: bool, lex: bool,
                    layout: bool = False) -> dict[str, Any]:
-    """The extra per-token inputs for one text (lists; :func:`featurize` stacks them)."""
+    """The extra per-token inputs for one text, as lists (training's collation). :func:`featurize`
+    computes the same ids for a whole batch at once (:func:`_fill_token_features`)."""
     out: dict[str, Any] = {}
     if case:
         out["case_ids"] = case_ids(text, offsets)
@@ -318,6 +331,77 @@ def token_features(text: str, offsets: Sequence[tuple[int, int]], case: bool, le
         out["lex_ids"] = lex_ids(text, offsets)
     if layout:
         out["layout_ids"] = layout_ids(text, offsets)
+    return out
+
+
+def _fill_token_features(batch: dict[str, np.ndarray], texts: list[str], offsets: list[list[tuple[int, int]]],
+                         lengths: list[int], case: bool, lex: bool, layout: bool) -> None:
+    """Write the extra inputs of every text's first ``lengths[row]`` tokens into ``batch`` (padding is set).
+
+    The same ids as :func:`token_features` row by row (tests pin it), for the whole batch at once:
+    the per-character work stays per text, but the token lookups run as a few NumPy calls over
+    all the batch's tokens (:func:`_batch_lex_ids`, :func:`_batch_layout_ids`), and each input is
+    written with one masked assignment instead of a nested list per row (issue 16).
+    """
+    rows = [(t, o[:n]) for t, o, n in zip(texts, offsets, lengths) if n]
+    if not rows:
+        return
+    width = batch["input_ids"].shape[1]
+    real = np.arange(width)[None, :] < np.asarray(lengths)[:, None]  # row-major: row by row, first n tokens
+    se = np.array([se for _, o in rows for se in o], dtype=np.int64).reshape(-1, 2)
+    counts = [len(o) for _, o in rows]
+    if case:
+        batch["case_ids"][real] = [c for t, o in rows for c in case_ids(t, o)]
+    if lex:
+        batch["lex_ids"][real] = _batch_lex_ids([t for t, _ in rows], se, counts)
+    if layout:
+        batch["layout_ids"][real] = _batch_layout_ids([t for t, _ in rows], se, counts)
+
+
+def _batch_lex_ids(texts: list[str], se: np.ndarray, counts: list[int]) -> np.ndarray:
+    """:func:`lex_ids` of many texts at once: ``se`` ``[tokens, 2]`` holds every text's token offsets,
+    ``counts[i]`` of them text ``i``'s, in order. ``[tokens, 4]``.
+
+    The texts' channel characters are laid end to end; a token takes the first marked character at
+    or after its start, if that lies before its end (cut at its text's end), as in :func:`lex_ids`.
+    """
+    base = np.cumsum([0] + [len(t) for t in texts])
+    chans = [bytearray(), bytearray(), bytearray(), bytearray()]
+    for text in texts:
+        ws = words(text)
+        for ch, arr in zip(chans, (city_chars(text, ws), region_chars(text, ws), prefix_chars(text),
+                                   shape_chars(text))):
+            ch += arr
+    total = int(base[-1])
+    start = np.repeat(base[:-1], counts) + se[:, 0]
+    stop = np.repeat(base[:-1], counts) + np.minimum(se[:, 1], np.repeat(np.diff(base), counts))
+    at = np.minimum(start, total)      # a start past the last text looks at the end marker
+    out = np.empty((len(se), len(chans)), dtype=np.int64)
+    positions = np.arange(total + 1)
+    for c, (ch, off) in enumerate(zip(chans, LEX_OFFSETS)):
+        vals = np.frombuffer(bytes(ch) + b"\0", dtype=np.uint8)
+        marked = np.where(vals != 0, positions, total + 1)
+        marked[total] = total + 1
+        first = np.minimum.accumulate(marked[::-1])[::-1][at]   # first marked position >= the start
+        hit = first < stop
+        out[:, c] = off + np.where(hit, vals[np.minimum(first, total)], 0)
+    return out
+
+
+def _batch_layout_ids(texts: list[str], se: np.ndarray, counts: list[int]) -> np.ndarray:
+    """:func:`layout_ids` of many texts at once (``se``, ``counts`` as in :func:`_batch_lex_ids`). ``[tokens, 2]``."""
+    col_off, rep_off = LAYOUT_OFFSETS
+    rep = np.array([repeat_of_start(t) for t in texts], dtype=np.int64).reshape(-1, 2)
+    p, n = np.repeat(rep[:, 0], counts), np.repeat(rep[:, 1], counts)
+    s, e = se[:, 0], se[:, 1]
+    has = n > 0
+    column = np.where(has & (s >= p), s - p, s)
+    kind = np.select([has & (s == p), has & (p < s) & (s < p + n), has & (s < n)],
+                     [REPEAT_START, REPEAT_IN, REPEAT_FIRST], 0)
+    special = s >= e
+    out = np.empty((len(se), 2), dtype=np.int64)
+    out[:, 0] = np.where(special, col_off, col_off + 1 + np.minimum(column, MAX_COLUMN))
+    out[:, 1] = np.where(special, rep_off, rep_off + kind)
     return out
 
 
@@ -358,10 +442,8 @@ def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool 
         if on:  # every position starts as padding; real tokens are written over it row by row
             batch[name] = np.empty((len(texts), width, *shapes[name]), dtype=np.int64)
             batch[name][...] = pad_value(name)
-    for row, (t, o, n) in enumerate(zip(texts, offsets, lengths)):
-        if n:  # features of real tokens only; padding is fixed
-            for name, v in token_features(t, o[:n], case, lex, layout).items():
-                batch[name][row, :n] = v
+    if case or lex or layout:
+        _fill_token_features(batch, texts, offsets, lengths, case, lex, layout)
     if input_names is not None:
         batch = {k: v for k, v in batch.items() if k in input_names}
     return batch, offsets

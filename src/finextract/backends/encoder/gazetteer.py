@@ -79,6 +79,8 @@ class Gazetteer:
         self.cities = cities  # region -> set of spellings
         self.sorted = {r: sorted(v) for r, v in cities.items()}
         self.major = major  # spellings of larger cities, matched even without an adjacent region code
+        # first words of those spellings: a run of words can only be a larger city if its first word is one
+        self.major_heads = frozenset(m.split(" ")[0] for m in major)
         self.max_words = max((len(c.split()) for v in cities.values() for c in v), default=1)
 
     def is_city(self, run: str, region: str) -> bool:

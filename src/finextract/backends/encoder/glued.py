@@ -58,6 +58,9 @@ def glued_city_starts(text: str, word: tuple[int, int], words: list[tuple[int, i
     gaz = gazetteer()
     ws, we = word
     k = words.index(word)
+    # the words after it, upper-cased once (not once per start and run length) and whether each is a region
+    later = [text[a:b].upper() for a, b in words[k + 1:k + 1 + MAX_WORDS]]
+    is_region = [region_class(w) in _REGION_CLASSES for w in later]
     out = []
     for p in range(ws + 1, we - 1):
         if not text[p].isalpha() or not text[p - 1].isalnum():
@@ -66,10 +69,9 @@ def glued_city_starts(text: str, word: tuple[int, int], words: list[tuple[int, i
         for n in range(0, MAX_WORDS):
             if k + n >= len(words):
                 break
-            run = " ".join([head] + [text[a:b].upper() for a, b in words[k + 1:k + 1 + n]])
-            after = words[k + 1 + n] if k + 1 + n < len(words) else None
-            region = text[after[0]:after[1]].upper() if after else ""
-            with_region = region_class(region) in _REGION_CLASSES
+            run = " ".join([head] + later[:n])
+            region = later[n] if n < len(later) else ""
+            with_region = n < len(later) and is_region[n]
             if with_region and ((len(run) >= MIN_EXACT and gaz.is_city(run, region)) or
                                 gaz.is_city_prefix(run, region, min_chars=MIN_PREFIX)):
                 out.append(p)

@@ -330,19 +330,19 @@ class EncoderExtractor(Extractor):
                                 ) -> list[tuple[Prediction, dict[str, Any]]]:
         """One ``(values, confidence)`` pair per text; confidence maps each key to the
         calibrated probability that its value (or its emptiness) is right."""
-        from finextract.backends.encoder.span_batch import decode_many
+        from finextract.backends.encoder.span_batch import decode_many, real_tokens
 
         opts = options or self.decode_options
         texts = list(texts)
         pairs = self.logits(texts)
         out: list[Any] = [None] * len(texts)
-        real = [sum(1 for s, e in off if s < e) for off, _ in pairs]
-        order = sorted(range(len(texts)), key=real.__getitem__)  # similar lengths decode together
+        reals = real_tokens([off for off, _ in pairs])  # found once here, reused by decode_many
+        order = sorted(range(len(texts)), key=lambda i: len(reals[i]))  # similar lengths decode together
         step = DECODE_CHUNK  # small chunks of similar length: the span tables grow with the longest text squared
         for b in range(0, len(order), step):
             idx = order[b:b + step]
             decoded = decode_many([texts[i] for i in idx], [pairs[i][0] for i in idx], [pairs[i][1] for i in idx],
-                                  self.task, opts)
+                                  self.task, opts, reals=[reals[i] for i in idx])
             for i, d in zip(idx, decoded):
                 out[i] = d
         return out

@@ -244,8 +244,9 @@ def length_buckets(lengths: np.ndarray, call_cost: int = 48) -> list[np.ndarray]
     n = len(s)
     best = np.zeros(n + 1)
     cut = np.zeros(n + 1, dtype=int)
+    steps = np.arange(n + 1)
     for j in range(1, n + 1):  # best[j]: cost of rows order[:j]; last group order[i:j] runs at length s[j-1]
-        costs = [best[i] + (j - i) * s[j - 1] + call_cost for i in range(j)]
+        costs = best[:j] + (j - steps[:j]) * s[j - 1] + call_cost  # one array op, not j scalar ones
         i = int(np.argmin(costs))
         best[j], cut[j] = costs[i], i
     groups, j = [], n

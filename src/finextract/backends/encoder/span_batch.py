@@ -24,15 +24,18 @@ from finextract.tasks import Task
 
 
 def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]], logits: Sequence[np.ndarray],
-                task: Task, opts: DecodeOptions | None = None) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    """``decode_with_confidence`` for every text; batched for the single-valued bio/pointer decoders."""
+                task: Task, opts: DecodeOptions | None = None, reals: Sequence[list[int]] | None = None
+                ) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``decode_with_confidence`` for every text; batched for the single-valued bio/pointer decoders.
+
+    ``reals``: each text's real-token indices (``s < e``), when the caller has them already."""
     opts = opts or DecodeOptions()
     n_labels, K = len(label_names(task)), len(task.key_names)
     if task.multi_valued or opts.method not in ("bio", "pointer") or not texts:
         return [decode_with_confidence(t, o, lg, task, opts) for t, o, lg in zip(texts, offsets, logits)]
     if opts.method == "pointer" and min(lg.shape[-1] for lg in logits) < n_labels + 2 * K:
         raise ValueError("decoder 'pointer' needs a model trained with model.pointer_head: true")
-    reals = [[t for t, (s, e) in enumerate(off) if s < e] for off in offsets]
+    reals = real_tokens(offsets) if reals is None else reals
     N = max(len(r) for r in reals)
     if N == 0:
         return [decode_with_confidence(t, o, lg, task, opts) for t, o, lg in zip(texts, offsets, logits)]
@@ -78,6 +81,11 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
         spans = {key: (off[real[c.start]][0], off[real[c.end]][1]) for key, c in chosen.items()}
         results.append((spans_to_values(text, spans, task.empty_output(), opts), conf))
     return results
+
+
+def real_tokens(offsets: Sequence[Sequence[tuple[int, int]]]) -> list[list[int]]:
+    """Per text: the indices of its real tokens (``s < e``; special and padding tokens are ``(0, 0)``)."""
+    return [[t for t, (s, e) in enumerate(off) if s < e] for off in offsets]
 
 
 def _band_mask(N: int, max_span: int) -> np.ndarray:
