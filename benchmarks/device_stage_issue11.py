@@ -12,10 +12,11 @@ import torch
 from safetensors.torch import load_file, save_file
 
 stage = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/stage")
-mini = stage / "minilm" / "model.safetensors"
-sd = load_file(str(mini))
-if any(v.dtype == torch.float16 for v in sd.values()):
-    save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, str(mini))
+mini = stage / "minilm" / "model.safetensors"   # absent when a call stages mpnet only
+if mini.exists():
+    sd = load_file(str(mini))
+    if any(v.dtype == torch.float16 for v in sd.values()):
+        save_file({k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in sd.items()}, str(mini))
 parts = sorted(stage.glob("mp[0-9]/mpnet.bf16.part*"))
 if parts:
     out = stage / "mpnet"
@@ -30,4 +31,5 @@ if parts:
         if p.is_file() and "part" not in p.name:
             shutil.copy(p, out / p.name)
     print("mpnet", len(sd), "tensors,", sum(v.numel() for v in sd.values()), "values")
-print("minilm", len(load_file(str(mini))), "tensors")
+if mini.exists():
+    print("minilm", len(load_file(str(mini))), "tensors")
