@@ -11,7 +11,8 @@ of each repeat (both measured minutes apart in the same run), with the load aver
 Variants: ``pytorch`` (the fp32 reference), ``onnx:fp32``, ``onnx`` (the variant export-onnx
 chose), any ``onnx:NAME`` from ``onnx/meta.json``, ``onnx:NAME:nobucket`` (length buckets
 off, to see what they gain) and ``...:w2`` (two worker processes of one thread each; peak RSS
-is then the parent's plus the workers'); ``VARIANT@RUN`` takes the variant from another run (a teacher
+is then the parent's plus the workers'), ``...:solo2`` (two independent one-thread processes at once, rates
+summed: the two-core ceiling without a parent); ``VARIANT@RUN`` takes the variant from another run (a teacher
 measured beside its distilled student; the first variant is the reference). F1 is exact-match micro/macro on
 ``--data`` (and ``--heldout``); throughput is ``finextract.speed.measure_throughput`` over
 ``--n-texts`` texts (``--data``'s texts repeated, in file order) at batch 64, latency from
@@ -92,19 +93,36 @@ def measure(args: argparse.Namespace) -> dict:
     return row
 
 
-def run_child(args: argparse.Namespace, variant: str, run_dir: str, score: bool) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    cmd = [sys.executable, __file__, "--run", args.run, "--data", args.data, "--threads", str(args.threads),
+def _child_cmd(args: argparse.Namespace, variant: str, run_dir: str, score: bool, threads: int) -> list[str]:
+    cmd = [sys.executable, __file__, "--run", args.run, "--data", args.data, "--threads", str(threads),
            "--n-texts", str(args.n_texts), "--variant", variant, "--run-dir", run_dir]
     if args.heldout:
         cmd += ["--heldout", args.heldout]
-    if score:
-        cmd.append("--score")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode:
-        print(proc.stderr[-3000:], file=sys.stderr)
-        raise SystemExit(f"{variant} failed")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return cmd + (["--score"] if score else [])
+
+
+def run_child(args: argparse.Namespace, variant: str, run_dir: str, score: bool) -> dict:
+    """One subprocess for the variant; ``...:solo2`` starts two one-thread processes of it at once,
+    no parent between them, and sums their rates: the ceiling two cores give this model, which a
+    ``:w2`` variant (workers behind one parent) can be held against."""
+    solo = variant.endswith(":solo2")
+    base = variant.removesuffix(":solo2")
+    threads = 1 if solo else args.threads
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    cmds = [_child_cmd(args, base, run_dir, score and i == 0, threads) for i in range(2 if solo else 1)]
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env) for c in cmds]
+    rows = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            print(err[-3000:], file=sys.stderr)
+            raise SystemExit(f"{variant} failed")
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    row = rows[0]
+    if solo:
+        row.update(variant=variant, samples_per_s=sum(r["samples_per_s"] for r in rows),
+                   peak_rss_mb=sum(r["peak_rss_mb"] for r in rows), solo_samples_per_s=[r["samples_per_s"] for r in rows])
+    return row
 
 
 def differing(a: list, b: list, texts: list[str]) -> list[dict]:
