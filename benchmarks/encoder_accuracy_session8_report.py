@@ -1,8 +1,10 @@
 """Session 8 (issue 11): the generator's cut Fedwire memos and department tags, judged on the pilot,
 from the raw GPU JSON of ``encoder_accuracy_issue11.py`` (call rA: ``e_s0..e_s2`` on the new data,
-``g_g80`` on the old as the control, ensemble ``ens_e3``)::
+``g_g80`` on the old as the control, ensemble ``ens_e3``; call rB: mpnet ``e_p0``, ``e_p1``, killed at the
+deadline, and their ensemble ``ens_ep2``; the two members scored alone afterwards are in
+``encoder_accuracy_session8_mpnet.json``)::
 
-    python benchmarks/encoder_accuracy_session8_report.py --raw rA.json
+    python benchmarks/encoder_accuracy_session8_report.py --raw rA.json rB.json
 
 Writes ``benchmarks/results/encoder_accuracy_session8.{json,md}`` (same layout as sessions 6 and 7).
 """
@@ -21,6 +23,9 @@ WHAT = {
     "e_s2": ("MiniLM", "same, seed 2"),
     "ens_e3": ("MiniLM", "logits of e_s0..e_s2 averaged"),
     "g_g80": ("MiniLM", "control: session 7's g_g80 again (old generator, g80k), seed 0"),
+    "ens_ep2": ("mpnet", "all-mpnet-base-v2 on n80k, 2 ep, seeds 0 and 1 (e_p0, e_p1), killed at the call's 400 s "
+                "deadline (each at its last step, 3,822 of 3,822, before the final scoring): best checkpoints "
+                "so far averaged"),
 }
 
 
