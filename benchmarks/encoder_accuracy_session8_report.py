@@ -24,7 +24,7 @@ WHAT = {
     "ens_e3": ("MiniLM", "logits of e_s0..e_s2 averaged"),
     "g_g80": ("MiniLM", "control: session 7's g_g80 again (old generator, g80k), seed 0"),
     "ens_ep2": ("mpnet", "all-mpnet-base-v2 on n80k, 2 ep, seeds 0 and 1 (e_p0, e_p1), killed at the call's 400 s "
-                "deadline (each at its last step, 3,822 of 3,822, before the final scoring): best checkpoints "
+                "deadline (both had written their last checkpoint, step 3,822): best checkpoints "
                 "so far averaged"),
 }
 
