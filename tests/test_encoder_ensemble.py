@@ -21,7 +21,7 @@ def runs(tmp_path_factory) -> list[Path]:
     """Two tiny runs of one architecture on different generated data (so different weights), and
     one that reads texts differently (max_length 16)."""
     base = tmp_path_factory.mktemp("ensemble")
-    kw = {"layers": 2, "hidden": 32, "n": 200, "max_steps": 12, "model": {"pointer_head": True}}
+    kw = {"layers": 2, "hidden": 32, "n": 200, "max_steps": 40, "model": {"pointer_head": True}}
     return [train_tiny_run(base / "a", data_seed=1, **kw), train_tiny_run(base / "b", data_seed=2, **kw),
             train_tiny_run(base / "short", data_seed=1, max_length=16, **kw)]
 
