@@ -245,6 +245,13 @@ def shape_chars(text: str) -> bytearray:
     return arr
 
 
+def lex_chars(text: str) -> tuple[bytearray, bytearray, bytearray, bytearray]:
+    """The four lexical channels of ``text`` per character, in ``LEX_CHANNELS`` order (city, region,
+    prefix, shape): what :func:`lex_ids` and the batch path both map onto tokens."""
+    ws = words(text)
+    return city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text)
+
+
 def lex_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[list[int]]:
     """``[T, 4]`` offset ids (city, region, prefix, shape) per token; special tokens get each channel's 0.
 
@@ -254,8 +261,7 @@ def lex_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[list[int]]:
     tokens and most channels mark a few characters or none, where a dozen small NumPy calls cost
     several times as much (issue 16).
     """
-    ws = words(text)
-    chans = (city_chars(text, ws), region_chars(text, ws), prefix_chars(text), shape_chars(text))
+    chans = lex_chars(text)
     n = len(text)
     out = [list(LEX_OFFSETS) for _ in offsets]
     for ch, arr in enumerate(chans):
@@ -368,9 +374,7 @@ def _batch_lex_ids(texts: list[str], se: np.ndarray, counts: list[int]) -> np.nd
     base = np.cumsum([0] + [len(t) for t in texts])
     chans = [bytearray(), bytearray(), bytearray(), bytearray()]
     for text in texts:
-        ws = words(text)
-        for ch, arr in zip(chans, (city_chars(text, ws), region_chars(text, ws), prefix_chars(text),
-                                   shape_chars(text))):
+        for ch, arr in zip(chans, lex_chars(text)):
             ch += arr
     total = int(base[-1])
     start = np.repeat(base[:-1], counts) + se[:, 0]
@@ -380,8 +384,7 @@ def _batch_lex_ids(texts: list[str], se: np.ndarray, counts: list[int]) -> np.nd
     positions = np.arange(total + 1)
     for c, (ch, off) in enumerate(zip(chans, LEX_OFFSETS)):
         vals = np.frombuffer(bytes(ch) + b"\0", dtype=np.uint8)
-        marked = np.where(vals != 0, positions, total + 1)
-        marked[total] = total + 1
+        marked = np.where(vals != 0, positions, total + 1)   # the end marker (a 0) is never marked
         first = np.minimum.accumulate(marked[::-1])[::-1][at]   # first marked position >= the start
         hit = first < stop
         out[:, c] = off + np.where(hit, vals[np.minimum(first, total)], 0)
