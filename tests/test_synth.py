@@ -361,3 +361,33 @@ def test_department_tags_end_names_only_where_no_state_is_printed():
     assert all(not r.values["STATE"] and not r.values["INTERMEDIARY"] for r in tagged)
     plain = generate(8000, seed=9, profile=with_options("card", {"dept_tags": 0.0}))
     assert not [r for r in plain if only_tags.search(r.values["MERCHANT_NAME"])]
+
+
+def test_fedwire_memos_keep_the_wire_party_order_and_label_only_the_counterparty_address():
+    """The Fedwire layout prints the originator's block before the beneficiary's; the counterparty
+    (originator of an incoming wire, beneficiary of an outgoing one) is the party whose name field
+    holds MERCHANT_NAME, and every address label lies inside its block, never the holder's."""
+    import re
+
+    recs = [r for r in generate(12000, seed=21) if r.meta["family"] == "wire" and "SENDER ID:=" in r.text
+            and ("ORG ID:=" in r.text or "ORG:=" in r.text)]
+    assert len(recs) > 100
+    seen = {"ORG": 0, "BNF": 0}
+    holder_address = 0
+    for r in recs:
+        org = min(i for i in (r.text.find("ORG ID:="), r.text.find("ORG:=")) if i >= 0)
+        bnf_hits = [i for i in (r.text.find("BNF ID:="), r.text.find("BNF NAME:="), r.text.find("BNF:=")) if i >= 0]
+        bnf = min(bnf_hits) if bnf_hits else len(r.text)   # the memo cut may end before the beneficiary
+        assert org < bnf, r.text
+        party_name = r.values["INTERMEDIARY"] + r.values["MERCHANT_NAME"]   # as the name field prints it
+        role = "ORG" if f"ORG:={party_name};" in r.text[org:bnf + 1] else "BNF"
+        seen[role] += 1
+        block = (org, bnf) if role == "ORG" else (bnf, len(r.text))
+        for key in ("STREET", "CITY", "STATE", "ZIP", "COUNTRY"):
+            if key in r.meta["spans"]:
+                s, e = r.meta["spans"][key]
+                assert block[0] <= s and e <= block[1], (key, r.text)
+        other = r.text[bnf:] if role == "ORG" else r.text[org:bnf]
+        holder_address += bool(re.search(r"(ORG|BNF) ADDRESS:=\w", other))
+    assert seen["ORG"] > 20 and seen["BNF"] > 20, seen   # both directions
+    assert holder_address > 0.3 * len(recs)              # the holder's address is often printed too

@@ -613,9 +613,126 @@ def _memo_cut(c: Ctx, memo: list[Piece]) -> list[Piece]:
     return truncate(memo, width)
 
 
+_SENDER_BANKS = ("CITIBANK NYC", "BANK OF AMERICA", "WELLS FARGO NA", "JPMCHASE", "SIL VLY BK SCLA", "FST REP BK SF",
+                 "BARCLAYS", "BQE NAT PARIS", "HSBC USA", "US BANK NA")
+
+
+def _fedwire_address(rng: random.Random, street: str, city: str, state: str, zip_: str, country: str,
+                     key: bool) -> list[Piece]:
+    """A party's address as the wire prints it: the street line and the city line joined with or
+    without a space (the bank drops the line break: ``855 FOLSOM STSAN FRANCISCO, CA 94107``), then
+    ``CITY, ST ZIP``. ``key`` labels the values (the counterparty); the account holder's is text."""
+    def part(text: str, name: str) -> Piece:
+        return P(text, name if key else None)
+
+    out: list[Piece] = []
+    if street:
+        out.append(part(street, "STREET"))
+    if city:
+        if out:
+            out.append(P("" if rng.random() < 0.45 else " "))
+        out.append(part(city, "CITY"))
+    if state:
+        if out:
+            out.append(P(rng.choice([", ", ", ", ","]) if city else " "))
+        out.append(part(state, "STATE"))
+    if zip_:
+        if out:
+            out.append(P(" "))
+        out.append(part(zip_, "ZIP"))
+        if rng.random() < 0.1 and "-" not in zip_:
+            out.append(P("-"))   # an empty ZIP+4 left as a dash
+    if country:
+        if out:
+            out.append(P(" "))
+        out.append(part(country, "COUNTRY"))
+    return out
+
+
+def _swift_address(c: Ctx, addr: list[Piece]) -> list[Piece]:
+    """An address in SWIFT MT103 lines: ``2/STREET 3/CC/POSTCODE TOWN`` (or ``3/`` and the rest)."""
+    swift = []
+    if c.street:
+        swift.append(flat([P("2/"), P(c.street, "STREET")], ""))
+    rest = [p for p in addr if p.key not in ("STREET",)]
+    while rest and rest[0].key is None:
+        rest = rest[1:]
+    if c.country and c.rng.random() < 0.6:   # line 3: country/postcode town
+        line = [P("3/"), P(c.country, "COUNTRY")]
+        if c.zip:
+            line += [P("/"), P(c.zip, "ZIP")]
+        if c.city:
+            line += [P(" " if c.zip else "/"), P(c.city, "CITY")]
+        if c.state:
+            line += [P(" "), P(c.state, "STATE")]
+        swift.append(line)
+    elif rest:
+        swift.append(flat([P("3/"), *rest], ""))
+    return flat(swift, " ")
+
+
+def _fedwire_memo(c: Ctx, out_going: bool, name: list[Piece]) -> list[Piece]:
+    """A Fedwire ``FIELD:=value;`` memo in the order the wire message carries its parties: the sending
+    bank, the originator (``ORG ID``, ``ORG``, ``ORG ADDRESS``), optionally its bank, then the
+    beneficiary (``BNF ID``, ``BNF NAME``, ``BNF ADDRESS``), then the receiving bank's tags.
+
+    The counterparty is the originator of an incoming wire and the beneficiary of an outgoing one;
+    the account holder fills the other party's fields in exactly the same shape, address included.
+    So position and field names cannot tell whose address to label: only the counterparty's name,
+    which the memo also prints first, does (cut at 32 characters like the memo's name column)."""
+    rng = c.rng
+    holder_place = us_place(rng)
+    holder_name = [P(_receiver(rng).upper())]
+    holder_addr = (_fedwire_address(rng, V.street(rng), holder_place.city, holder_place.state, holder_place.zip, "",
+                                    False) if rng.random() < 0.8 else [])
+    if c.country and c.country not in ("US", "USA") and rng.random() < 0.5:
+        own_addr = _swift_address(c, location(c))   # foreign banks often send the MT103 address lines
+    else:
+        own_addr = _fedwire_address(rng, c.street, c.city, c.state, c.zip, c.country, True)
+
+    def party(role: str, who: list[Piece], addr: list[Piece]) -> list:
+        label = "ORG:=" if role == "ORG" else ("BNF NAME:=" if rng.random() < 0.8 else "BNF:=")
+        fields: list = [f"{role} ID:={V.digits(rng, rng.choice([9, 10, 10, 11, 12]))}"] if rng.random() < 0.75 else []
+        fields.append(flat([P(label), *who], ""))
+        if addr:
+            fields.append(flat([P(f"{role} ADDRESS:="), *addr], ""))
+        return fields
+
+    org, bnf = (holder_name, holder_addr), (name, own_addr)
+    if not out_going:
+        org, bnf = bnf, org
+    fields: list = []
+    if rng.random() < 0.15:
+        fields.append(f"INSTRUCTED AMOUNT:={rng.randint(100, 99999):,}.{V.digits(rng, 2)} - USD")
+    if rng.random() < 0.85:
+        fields.append("SENDER BNK:=" + rng.choice(_SENDER_BANKS))
+    fields.append(f"SENDER ID:={V.digits(rng, 9) if rng.random() < 0.8 else V.alnum(rng, 8, letters_first=True)}")
+    if rng.random() < 0.6:
+        fields.append(f"SENDER REF:={V.digits(rng, 14)}")
+    fields += party("ORG", *org)
+    if rng.random() < 0.15:
+        fields.append("ORG FI:=" + rng.choice(_SENDER_BANKS))
+    fields += party("BNF", *bnf)
+    if c.dd:
+        fields.append(flat([P(rng.choice(["OBI:=", "REF:=", "BNF REF:="])), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
+    if rng.random() < 0.7:
+        fields.append("REC FI:=" + rng.choice(_SENDER_BANKS))
+    if rng.random() < 0.4:
+        fields.append("OBI:=" + rng.choice(["BY ORDER OF:", "INVOICE " + V.digits(rng, 5), "PAYMENT FOR SERVICES"]))
+    lead = truncate(name, 32) if rng.random() < 0.9 else []
+    memo = flat([lead, flat(fields, "; "), [P(c.phone, "PHONE")] if c.phone else None,
+                 [P(c.web, "WEBSITE")] if c.web else None])
+    return _memo_cut(c, memo)
+
+
 def fam_wire(c: Ctx) -> list[Piece]:
     rng = c.rng
     out_going = rng.random() < 0.6
+    if c.prof.fedwire_layout and rng.random() < c.prof.fedwire_layout:
+        # (no draw when the option is off: profiles without it keep their random stream; with it,
+        # the older "FIELD:=value" layout below, parties in random order, is not drawn at all)
+        name = flat([[P(c.inter, "INTERMEDIARY")] if c.inter else [], [P(c.name, "MERCHANT_NAME")]], "")
+        return _fedwire_memo(c, out_going, name)
     role = "BNF" if out_going else rng.choice(["ORG", "ORIG"])
     name = flat([[P(c.inter, "INTERMEDIARY")] if c.inter else [], [P(c.name, "MERCHANT_NAME")]], "")
     addr = location(c)
@@ -637,6 +754,8 @@ def fam_wire(c: Ctx) -> list[Piece]:
         if c.dd:
             parts.append(flat([P("OBI:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
     elif style < 0.8:
+        if c.prof.fedwire_layout:
+            return _fedwire_memo(c, out_going, name)
         lead = truncate(name, 32) if rng.random() < 0.7 else []
         parts = [lead, "SENDER BNK:=" + rng.choice(["CITIBANK NA", "BANK OF AMERICA", "BARCLAYS", "WELLS FARGO NA"]),
                  f"SENDER ID:={V.digits(rng, 9)}", f"SENDER REF:={V.digits(rng, 14)}",
@@ -645,24 +764,7 @@ def fam_wire(c: Ctx) -> list[Piece]:
         if addr and rng.random() < 0.4:
             parts.append(flat([P(f"{role} ADDRESS:="), *addr], ""))
         elif addr:
-            swift = []
-            if c.street:
-                swift.append(flat([P("2/"), P(c.street, "STREET")], ""))
-            rest = [p for p in addr if p.key not in ("STREET",)]
-            while rest and rest[0].key is None:
-                rest = rest[1:]
-            if c.country and rng.random() < 0.6:   # SWIFT MT103 line 3: country/postcode town
-                line = [P("3/"), P(c.country, "COUNTRY")]
-                if c.zip:
-                    line += [P("/"), P(c.zip, "ZIP")]
-                if c.city:
-                    line += [P(" " if c.zip else "/"), P(c.city, "CITY")]
-                if c.state:
-                    line += [P(" "), P(c.state, "STATE")]
-                swift.append(line)
-            elif rest:
-                swift.append(flat([P("3/"), *rest], ""))
-            parts.append(flat(swift, " "))
+            parts.append(_swift_address(c, addr))
         if c.dd:
             parts.append(flat([P("REF:"), P(c.dd, "DYNAMIC_DESCRIPTOR")], ""))
         if c.prof.wire_memo_cut and rng.random() < 0.7:   # the banks' own tags run on after the parties

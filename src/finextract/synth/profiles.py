@@ -34,6 +34,7 @@ class Profile:
     foreign_slot: float = 0.0            # COUNTRY records printed as a foreign acceptor: code in the state slot
     wire_memo_cut: float = 0.0           # long Fedwire memos cut at the memo column's width (200-300)
     dept_tags: float = 0.0               # ACH / name-only payees printed with a department tag (ACME CORP AP)
+    fedwire_layout: float = 0.0          # wires printed as a Fedwire memo in the wire's own party order
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -52,8 +53,8 @@ STUDY_WEIGHTS = {"network": 0.17, "fixed_width": 0.12, "repeat_tail": 0.22, "deb
 
 # Plain acceptor lines (acceptor + network + fixed_width) are about half; bank-wrapped card
 # lines (repeat_tail, debit_date, pos_wrapper) a third; ACH, wires, name-only the rest.
-CARD_WEIGHTS = {"acceptor": 0.28, "network": 0.12, "fixed_width": 0.10, "repeat_tail": 0.16, "debit_date": 0.08,
-                "pos_wrapper": 0.07, "online": 0.08, "ach": 0.05, "wire": 0.02, "name_only": 0.04}
+CARD_WEIGHTS = {"acceptor": 0.28, "network": 0.11, "fixed_width": 0.10, "repeat_tail": 0.16, "debit_date": 0.08,
+                "pos_wrapper": 0.07, "online": 0.08, "ach": 0.05, "wire": 0.03, "name_only": 0.04}
 
 PROFILES: dict[str, Profile] = {
     "study": Profile("study", STUDY_WEIGHTS, STUDY_PRESENCE),
@@ -61,7 +62,7 @@ PROFILES: dict[str, Profile] = {
                     long_names=0.2, brand_variant=0.25, lead_code=0.06, name_cut=0.35,
                     name_widths=(22, 22, 25, 25, 16, 20, 23), fixed_families=frozenset({"wire"}),
                     foreign_slot=0.7, acceptor_widths=(22, 22, 25, 25, 20), acceptor_glue=0.8,
-                    wire_memo_cut=0.6, dept_tags=0.12),
+                    wire_memo_cut=0.6, dept_tags=0.12, fedwire_layout=0.6),
 }
 
 DEFAULT_PROFILE = "card"
