@@ -221,13 +221,16 @@ JOBS.update({
     "f_s3": {**NEW9, "seed": 3},
     "f_p0": {**P, "data": "f80k", "test_data": "f20k", "extra_tests": ["n20k"], "epochs": 2},
     "f_p1": {**P, "data": "f80k", "test_data": "f20k", "extra_tests": ["n20k"], "epochs": 2, "seed": 1},
+    "f_p2": {**P, "data": "f80k", "test_data": "f20k", "extra_tests": ["n20k"], "epochs": 2, "seed": 2},
+    "f_p3": {**P, "data": "f80k", "test_data": "f20k", "extra_tests": ["n20k"], "epochs": 2, "seed": 3},
 })
 ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
              "ens_h3": ["h_s0", "h_s1", "h_s2"],
              "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"], "ens_p2": ["p_g80_s2", "p_g80_s3"],
              "ens_g80": ["g_g80", "g_g80_s1", "g_g80_s2"],
              "ens_e3": ["e_s0", "e_s1", "e_s2"], "ens_ep2": ["e_p0", "e_p1"],
-             "ens_f3": ["f_s0", "f_s1", "f_s2"], "ens_f4": ["f_s0", "f_s1", "f_s2", "f_s3"], "ens_fp2": ["f_p0", "f_p1"]}
+             "ens_f3": ["f_s0", "f_s1", "f_s2"], "ens_f4": ["f_s0", "f_s1", "f_s2", "f_s3"], "ens_fp2": ["f_p0", "f_p1"],
+             "ens_fp3": ["f_p0", "f_p1", "f_p2"], "ens_fp4": ["f_p0", "f_p1", "f_p2", "f_p3"]}
 PENALTIES = (0.0, 1.0, 2.0, 4.0)
 
 
