@@ -620,7 +620,7 @@ _SENDER_BANKS = ("CITIBANK NYC", "BANK OF AMERICA", "WELLS FARGO NA", "JPMCHASE"
 def _fedwire_address(rng: random.Random, street: str, city: str, state: str, zip_: str, country: str,
                      key: bool) -> list[Piece]:
     """A party's address as the wire prints it: the street line and the city line joined with or
-    without a space (the bank drops the line break: ``855 FOLSOM STSAN FRANCISCO, CA 94107``), then
+    without a space (the bank drops the line break: ``1200 HARBOR AVESEATTLE, WA 98101``), then
     ``CITY, ST ZIP``. ``key`` labels the values (the counterparty); the account holder's is text."""
     def part(text: str, name: str) -> Piece:
         return P(text, name if key else None)
