@@ -92,17 +92,20 @@ def case_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
 _STRIP = "\"',.;:()[]{}"
 
 
+_NON_SPACE = re.compile(r"\S+")
+
+
 def words(text: str) -> list[tuple[int, int, str]]:
-    """Whitespace-separated words without surrounding quotes/commas: ``(start, end, UPPER)``."""
+    """Whitespace-separated words without surrounding quotes/commas: ``(start, end, UPPER)``.
+
+    ``str.strip`` does the trimming in C (a character loop per word cost several microseconds a text)."""
     out = []
-    for m in re.finditer(r"\S+", text):
-        s, e = m.start(), m.end()
-        while s < e and text[s] in _STRIP:
-            s += 1
-        while e > s and text[e - 1] in _STRIP:
-            e -= 1
-        if s < e:
-            out.append((s, e, text[s:e].upper()))
+    for m in _NON_SPACE.finditer(text):
+        w = m.group()
+        core = w.strip(_STRIP)
+        if core:
+            s = m.start() + len(w) - len(w.lstrip(_STRIP))
+            out.append((s, s + len(core), core.upper()))
     return out
 
 
@@ -171,22 +174,32 @@ def city_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> bytea
     return arr
 
 
+@lru_cache(maxsize=1 << 16)
 def _is_state(word: str) -> bool:
     """``word`` is a US state or Canadian province code (or both a state and a country code).
 
     Codes are 2-3 letters and upper-casing never shortens a string, so a longer word is none: the
-    check most words of a descriptor take, without :func:`region_class`'s call (issue 16)."""
+    check most words of a descriptor take, without :func:`region_class`'s call (issue 16). Cached by
+    word (bounded): descriptors repeat their words, and :func:`city_chars` asks up to three times a word."""
     return len(word) <= 3 and region_class(word) in (1, 2, 4)
 
 
+@lru_cache(maxsize=1 << 16)
+def _region_of(word: str) -> int:
+    """:func:`region_class` of a 2-3 letter word, cached by word (bounded) for :func:`region_chars`."""
+    return region_class(word)
+
+
 def region_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> bytearray:
+    """Per character: the ``region`` channel (a 2-3 letter word's :func:`region_class`). A glued
+    ``CITYST`` is left alone: the city channel marks it; the tail is left to the model."""
     ws = words(text) if ws is None else ws
     arr = bytearray(len(text))
     for s, e, w in ws:
         if 2 <= len(w) <= 3 and w.isalpha():
-            _mark(arr, s, e, region_class(w))
-        elif len(w) > 4 and w[-2:].isalpha() and w[-3].isalpha() and region_class(w[-2:]) in (1, 2, 4):
-            pass  # a glued "CITYST": the city channel marks it; the tail is left to the model
+            value = _region_of(w)
+            if value:  # words never overlap, so the characters are still unmarked
+                arr[s:e] = bytes((value,)) * (e - s)
     return arr
 
 
@@ -194,8 +207,13 @@ _GENERIC_PREFIX = re.compile(r"[A-Z0-9]{2,5} ?\*", re.IGNORECASE)
 
 
 def prefix_chars(text: str) -> bytearray:
+    """Per character: the ``prefix`` channel (a known processor prefix at a word start, else the
+    generic shape of one). A text with no ``*`` and none of the few known prefixes without one (most
+    descriptors) can hold neither, and is answered without a scan (issue 16)."""
     arr = bytearray(len(text))
     up = text.upper()
+    if "*" not in text and "*" not in up and not any(p in up for p in _starless_prefixes()):
+        return arr
     known = _known_prefix_re() if len(up) == len(text) else None
     for m in re.finditer(r"\S+", text):
         s = m.start()
@@ -214,6 +232,12 @@ def prefix_chars(text: str) -> bytearray:
         if g and (s == 0 or text[s - 1].isspace()):
             _mark(arr, s, g.end(), PREFIX_SHAPE, PREFIX_SHAPE_IN)
     return arr
+
+
+@lru_cache(maxsize=1)
+def _starless_prefixes() -> tuple[str, ...]:
+    """The known prefixes without a ``*`` (``APPLE PAY ``, ``SP ``, ...): the only ones a text without one can hold."""
+    return tuple(p for p in processor_prefixes() if "*" not in p)
 
 
 @lru_cache(maxsize=1)
@@ -236,12 +260,24 @@ _SHAPES: list[tuple[re.Pattern[str], int]] = [
 ]
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def shape_chars(text: str) -> bytearray:
+    """Per character: the ``shape`` channel, the first of :data:`_SHAPES` (in order) to take a match.
+
+    Every shape needs a digit (``\\d``, as the patterns read it), so a text without one is answered
+    without the eight scans; a match is marked only where no character is taken yet, so the whole
+    slice is written at once (issue 16)."""
     arr = bytearray(len(text))
+    if not _DIGIT.search(text):
+        return arr
     for pattern, value in _SHAPES:
+        fill = bytes((value,))
         for m in pattern.finditer(text):
-            if not any(arr[m.start():m.end()]):  # no character taken by an earlier shape
-                _mark(arr, m.start(), m.end(), value)
+            s, e = m.span()
+            if not any(arr[s:e]):  # no character taken by an earlier shape
+                arr[s:e] = fill * (e - s)
     return arr
 
 
@@ -290,13 +326,18 @@ def repeat_of_start(text: str) -> tuple[int, int]:
     (the longest such repeat, earliest on ties); ``(0, 0)`` when none is ``MIN_REPEAT`` long."""
     up = text.upper()
     best = (0, 0)
-    for m in re.finditer(r"(?<=\s)\S", up):
-        p = m.start()
-        n = 0
-        while p + n < len(up) and n < p and up[p + n] == up[n]:
-            n += 1
-        if n >= MIN_REPEAT and n > best[1]:
-            best = (p, n)
+    head = up[:MIN_REPEAT]
+    # a repeat of at least MIN_REPEAT characters starts with the line's first MIN_REPEAT: only where
+    # they come again can one start (str.find, instead of comparing at every word start; issue 16)
+    p = up.find(head, 1) if len(head) == MIN_REPEAT else -1
+    while p != -1:
+        if up[p - 1].isspace() and not up[p].isspace():  # a word start, as ``(?<=\s)\S`` reads it
+            n = 0
+            while p + n < len(up) and n < p and up[p + n] == up[n]:
+                n += 1
+            if n >= MIN_REPEAT and n > best[1]:
+                best = (p, n)
+        p = up.find(head, p + 1)
     return best
 
 
