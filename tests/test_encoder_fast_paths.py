@@ -100,3 +100,60 @@ def test_top_spans_equal_the_argpartition_reference():
                 assert g == w, trial
             else:
                 assert sorted(g) == sorted(w) and [sc for _, _, sc in g] == sorted([sc for _, _, sc in g], reverse=True)
+
+
+def _same_batch(a: tuple, b: tuple) -> bool:
+    """Two featurize results are identical: offsets, input names and order, dtypes, shapes, values."""
+    (fa, oa), (fb, ob) = a, b
+    return oa == ob and list(fa) == list(fb) and all(
+        fa[n].dtype == fb[n].dtype and fa[n].shape == fb[n].shape and (fa[n] == fb[n]).all() for n in fa)
+
+
+def test_featurize_equals_the_session8_featurizer():
+    """The whole featurizer (direct tokenizer call, flat offsets, fast channels) gives the session-8
+    featurizer's arrays and offsets, batch by batch, with every extra input on or off, texts cut at
+    ``max_length`` and batches of one."""
+    from finextract.backends.encoder import default_model_path
+    from finextract.backends.encoder.model import load_tokenizer
+
+    tok = load_tokenizer(default_model_path())
+    assert F._direct_tokenizer(tok, 64) is not None      # the fast path is the one under test
+    for max_length in (16, 64):
+        for size in (1, 7, 64):
+            for start in range(0, len(TEXTS), size * 5):
+                batch = TEXTS[start:start + size]
+                for flags in ({"case": True, "lex": True, "layout": True}, {"case": False, "lex": True, "layout": False}):
+                    want = ref.featurize_reference(tok, batch, max_length, **flags)
+                    assert _same_batch(F.featurize(tok, batch, max_length, **flags), want), (batch, flags)
+                    assert _same_batch(F.featurize(tok, batch, max_length, direct=False, **flags), want)
+
+
+def test_direct_tokenizer_leaves_the_tokenizer_alone():
+    """The direct path owns a copy of the Rust tokenizer: calling the transformers tokenizer with other
+    settings in between changes nothing for either."""
+    from finextract.backends.encoder import default_model_path
+    from finextract.backends.encoder.model import load_tokenizer
+
+    tok = load_tokenizer(default_model_path())
+    texts = TEXTS[:40]
+    first = F.featurize(tok, texts, 32, lex=True, layout=True)
+    plain = tok(texts[:3])                                            # no truncation, no padding
+    assert _same_batch(F.featurize(tok, texts, 32, lex=True, layout=True), first)
+    assert tok(texts[:3]) == plain
+    assert _same_batch(F.featurize(tok, texts, 32, lex=True, layout=True, direct=False), first)
+
+
+def test_direct_tokenizer_is_not_used_where_it_cannot_be_checked():
+    """Not a fast tokenizer, or left padding: the ordinary call."""
+    from finextract.backends.encoder import default_model_path
+    from finextract.backends.encoder.model import load_tokenizer
+
+    tok = load_tokenizer(default_model_path())
+    tok.padding_side = "left"
+    assert F._DirectTokenizer.build(tok, 32) is None
+
+    class NotFast:
+        is_fast = False
+        padding_side = "right"
+
+    assert F._DirectTokenizer.build(NotFast(), 32) is None
