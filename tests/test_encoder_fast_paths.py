@@ -157,3 +157,46 @@ def test_direct_tokenizer_is_not_used_where_it_cannot_be_checked():
         padding_side = "right"
 
     assert F._DirectTokenizer.build(NotFast(), 32) is None
+
+
+@pytest.mark.parametrize("method", ["pointer", "bio"])
+def test_decode_many_equals_the_session8_decoder_exactly(method):
+    """The same values and the same confidence doubles as the session-8 ``decode_many`` (not only to float
+    rounding): real tokenizer offsets with padding, texts of every family, glued fields, per-key
+    temperatures, confident and unsure logits, ties between span scores (rounded logits), chunks of 1-8."""
+    import span_batch_reference as sb_ref
+    from finextract.backends.encoder import default_model_path
+    from finextract.backends.encoder.model import load_tokenizer
+    from finextract.backends.encoder.span_batch import decode_many
+    from finextract.backends.encoder.tagging import DecodeOptions, label_names
+    from finextract.tasks import load_task
+
+    task = load_task("merchant")
+    tok = load_tokenizer(default_model_path())
+    n_labels, k = len(label_names(task)), len(task.key_names)
+    rng = np.random.default_rng(16)
+    texts = TEXTS[:260]
+    for start in range(0, len(texts), 8):
+        chunk = texts[start:start + int(rng.integers(1, 9))]
+        _, offsets = F.featurize(tok, chunk, 64, case=False)
+        logits = []
+        for off in offsets:
+            lg = rng.normal(scale=float(rng.choice([1.0, 3.0, 6.0])), size=(len(off), n_labels + 2 * k))
+            lg[:, 0] += 2.0
+            if rng.random() < 0.3:
+                lg = np.round(lg)                        # many equal span scores
+            logits.append(lg.astype(np.float32))
+        for glued in (True, False):
+            opts = DecodeOptions(method=method, inword_penalty=float(rng.choice([0.0, 1.0])), glued_fields=glued,
+                                 temperature={"CITY": 2.0, "STATE": 0.25} if glued else 1.3)
+            got = decode_many(chunk, offsets, logits, task, opts)
+            want = sb_ref.decode_many(chunk, offsets, logits, task, opts)
+            assert got == want, chunk
+
+
+def test_real_tokens_skip_padding_only():
+    from finextract.backends.encoder.span_batch import real_tokens
+
+    offs = [[], [(0, 0)], [(0, 0), (0, 3), (0, 0)], [(0, 0), (0, 2), (2, 2), (3, 4), (0, 0), (0, 0), (0, 0)],
+            [(0, 0), (1, 2), [0, 0], (0, 0)], [(0, 3), (0, 0), (4, 6), (0, 0)], [(5, 9)] * 3 + [(0, 0)] * 40]
+    assert real_tokens(offs) == [[t for t, (s, e) in enumerate(o) if s < e] for o in offs]
