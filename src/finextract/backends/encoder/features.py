@@ -33,8 +33,10 @@ dict of int64 arrays), so every runtime feeds the model the same numbers.
 from __future__ import annotations
 
 import re
+import weakref
 from bisect import bisect_left
 from functools import lru_cache
+from itertools import chain
 from collections.abc import Sequence
 from typing import Any
 
@@ -92,17 +94,20 @@ def case_ids(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
 _STRIP = "\"',.;:()[]{}"
 
 
+_NON_SPACE = re.compile(r"\S+")
+
+
 def words(text: str) -> list[tuple[int, int, str]]:
-    """Whitespace-separated words without surrounding quotes/commas: ``(start, end, UPPER)``."""
+    """Whitespace-separated words without surrounding quotes/commas: ``(start, end, UPPER)``.
+
+    ``str.strip`` does the trimming in C (a character loop per word cost several microseconds a text)."""
     out = []
-    for m in re.finditer(r"\S+", text):
-        s, e = m.start(), m.end()
-        while s < e and text[s] in _STRIP:
-            s += 1
-        while e > s and text[e - 1] in _STRIP:
-            e -= 1
-        if s < e:
-            out.append((s, e, text[s:e].upper()))
+    for m in _NON_SPACE.finditer(text):
+        w = m.group()
+        core = w.strip(_STRIP)
+        if core:
+            s = m.start() + len(w) - len(w.lstrip(_STRIP))
+            out.append((s, s + len(core), core.upper()))
     return out
 
 
@@ -171,22 +176,32 @@ def city_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> bytea
     return arr
 
 
+@lru_cache(maxsize=1 << 16)
 def _is_state(word: str) -> bool:
     """``word`` is a US state or Canadian province code (or both a state and a country code).
 
     Codes are 2-3 letters and upper-casing never shortens a string, so a longer word is none: the
-    check most words of a descriptor take, without :func:`region_class`'s call (issue 16)."""
+    check most words of a descriptor take, without :func:`region_class`'s call (issue 16). Cached by
+    word (bounded): descriptors repeat their words, and :func:`city_chars` asks up to three times a word."""
     return len(word) <= 3 and region_class(word) in (1, 2, 4)
 
 
+@lru_cache(maxsize=1 << 16)
+def _region_of(word: str) -> int:
+    """:func:`region_class` of a 2-3 letter word, cached by word (bounded) for :func:`region_chars`."""
+    return region_class(word)
+
+
 def region_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> bytearray:
+    """Per character: the ``region`` channel (a 2-3 letter word's :func:`region_class`). A glued
+    ``CITYST`` is left alone: the city channel marks it; the tail is left to the model."""
     ws = words(text) if ws is None else ws
     arr = bytearray(len(text))
     for s, e, w in ws:
         if 2 <= len(w) <= 3 and w.isalpha():
-            _mark(arr, s, e, region_class(w))
-        elif len(w) > 4 and w[-2:].isalpha() and w[-3].isalpha() and region_class(w[-2:]) in (1, 2, 4):
-            pass  # a glued "CITYST": the city channel marks it; the tail is left to the model
+            value = _region_of(w)
+            if value:  # words never overlap, so the characters are still unmarked
+                arr[s:e] = bytes((value,)) * (e - s)
     return arr
 
 
@@ -194,8 +209,13 @@ _GENERIC_PREFIX = re.compile(r"[A-Z0-9]{2,5} ?\*", re.IGNORECASE)
 
 
 def prefix_chars(text: str) -> bytearray:
+    """Per character: the ``prefix`` channel (a known processor prefix at a word start, else the
+    generic shape of one). A text with no ``*`` and none of the few known prefixes without one (most
+    descriptors) can hold neither, and is answered without a scan (issue 16)."""
     arr = bytearray(len(text))
     up = text.upper()
+    if "*" not in text and "*" not in up and not any(p in up for p in _starless_prefixes()):
+        return arr
     known = _known_prefix_re() if len(up) == len(text) else None
     for m in re.finditer(r"\S+", text):
         s = m.start()
@@ -214,6 +234,12 @@ def prefix_chars(text: str) -> bytearray:
         if g and (s == 0 or text[s - 1].isspace()):
             _mark(arr, s, g.end(), PREFIX_SHAPE, PREFIX_SHAPE_IN)
     return arr
+
+
+@lru_cache(maxsize=1)
+def _starless_prefixes() -> tuple[str, ...]:
+    """The known prefixes without a ``*`` (``APPLE PAY ``, ``SP ``, ...): the only ones a text without one can hold."""
+    return tuple(p for p in processor_prefixes() if "*" not in p)
 
 
 @lru_cache(maxsize=1)
@@ -236,12 +262,24 @@ _SHAPES: list[tuple[re.Pattern[str], int]] = [
 ]
 
 
+_DIGIT = re.compile(r"\d")
+
+
 def shape_chars(text: str) -> bytearray:
+    """Per character: the ``shape`` channel, the first of :data:`_SHAPES` (in order) to take a match.
+
+    Every shape needs a digit (``\\d``, as the patterns read it), so a text without one is answered
+    without the eight scans; a match is marked only where no character is taken yet, so the whole
+    slice is written at once (issue 16)."""
     arr = bytearray(len(text))
+    if not _DIGIT.search(text):
+        return arr
     for pattern, value in _SHAPES:
+        fill = bytes((value,))
         for m in pattern.finditer(text):
-            if not any(arr[m.start():m.end()]):  # no character taken by an earlier shape
-                _mark(arr, m.start(), m.end(), value)
+            s, e = m.span()
+            if not any(arr[s:e]):  # no character taken by an earlier shape
+                arr[s:e] = fill * (e - s)
     return arr
 
 
@@ -290,13 +328,18 @@ def repeat_of_start(text: str) -> tuple[int, int]:
     (the longest such repeat, earliest on ties); ``(0, 0)`` when none is ``MIN_REPEAT`` long."""
     up = text.upper()
     best = (0, 0)
-    for m in re.finditer(r"(?<=\s)\S", up):
-        p = m.start()
-        n = 0
-        while p + n < len(up) and n < p and up[p + n] == up[n]:
-            n += 1
-        if n >= MIN_REPEAT and n > best[1]:
-            best = (p, n)
+    head = up[:MIN_REPEAT]
+    # a repeat of at least MIN_REPEAT characters starts with the line's first MIN_REPEAT: only where
+    # they come again can one start (str.find, instead of comparing at every word start; issue 16)
+    p = up.find(head, 1) if len(head) == MIN_REPEAT else -1
+    while p != -1:
+        if up[p - 1].isspace() and not up[p].isspace():  # a word start, as ``(?<=\s)\S`` reads it
+            n = 0
+            while p + n < len(up) and n < p and up[p + n] == up[n]:
+                n += 1
+            if n >= MIN_REPEAT and n > best[1]:
+                best = (p, n)
+        p = up.find(head, p + 1)
     return best
 
 
@@ -354,8 +397,9 @@ def _fill_token_features(batch: dict[str, np.ndarray], texts: list[str], offsets
         return
     width = batch["input_ids"].shape[1]
     real = np.arange(width)[None, :] < np.asarray(lengths)[:, None]  # row-major: row by row, first n tokens
-    se = np.array([se for _, o in rows for se in o], dtype=np.int64).reshape(-1, 2)
     counts = [len(o) for _, o in rows]
+    se = np.fromiter(chain.from_iterable(chain.from_iterable(o for _, o in rows)), np.int64,
+                     2 * sum(counts)).reshape(-1, 2)   # flat ints: several times cheaper than an array of tuples
     if case:
         batch["case_ids"][real] = [c for t, o in rows for c in case_ids(t, o)]
     if lex:
@@ -413,15 +457,99 @@ def pad_value(name: str) -> Any:
     return {"lex_ids": list(LEX_OFFSETS), "layout_ids": list(LAYOUT_OFFSETS)}.get(name, 0)
 
 
-def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool = True, lex: bool = False,
-              input_names: Sequence[str] | None = None, layout: bool = False,
-              ) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
-    """Texts -> ``({input name: int64 array}, offsets)``: what every runtime feeds the model.
+# ------------------------------------------------------------------ the tokenizer call
+_ENCODING_FIELDS = {"input_ids": "ids", "token_type_ids": "type_ids", "attention_mask": "attention_mask"}
+_PROBES = ["", " ", "x", "SQ *JOE'S COFFEE SAN FRANCISCO CA 94107", "straße ß ﬁx 😀 İSTANBUL", "\t\u00a0", "[CLS] [SEP] [PAD]",
+           "WALMART #1234 " * 60]
 
-    ``input_names`` keeps only the inputs a graph declares (ONNX); ``offsets`` map tokens
-    back to characters for decoding.
+
+class _DirectTokenizer:
+    """A fast tokenizer's Rust ``Tokenizer``, called without padding; the batch is padded here (issue 16).
+
+    Why: ``tokenizer(texts, padding=True, ...)`` pads every encoding to the batch's longest on the Rust
+    side, then reading the offsets back builds a Python tuple for every position, padding included, and
+    transformers copies each encoding into lists before making arrays. A batch of descriptors with one
+    long wire memo is mostly padding: that cost ~110 us a text, against ~40 for the unpadded encodings
+    padded with NumPy. A private copy of the Rust tokenizer is used (the transformers object's settings
+    are never touched), set to the truncation the ordinary call sets; :meth:`build` checks that it gives
+    the ordinary call's arrays and offsets exactly on probe texts, or is not used.
     """
-    texts = list(texts)
+
+    def __init__(self, backend: Any, fields: list[tuple[str, str]], pad_id: int, pad_type_id: int):
+        self.backend, self.fields, self.pad_id, self.pad_type_id = backend, fields, pad_id, pad_type_id
+
+    @classmethod
+    def build(cls, tokenizer: Any, max_length: int) -> _DirectTokenizer | None:
+        """The direct form of ``tokenizer`` at ``max_length``, or None where it is not known to be exact."""
+        backend = getattr(tokenizer, "_tokenizer", None)
+        if (not getattr(tokenizer, "is_fast", False) or getattr(tokenizer, "padding_side", None) != "right"
+                or not hasattr(backend, "to_str")):
+            return None
+        try:
+            from tokenizers import Tokenizer
+
+            want = tokenizer(_PROBES, truncation=True, max_length=max_length, padding=True, return_tensors="np")
+            if any(k not in _ENCODING_FIELDS for k in want) or "input_ids" not in want:
+                return None
+            trunc, pad = backend.truncation, backend.padding   # as the ordinary call left them
+            own = Tokenizer.from_str(backend.to_str())
+            own.no_padding()
+            own.enable_truncation(**{k: trunc[k] for k in ("max_length", "stride", "strategy", "direction")})
+            own.encode_special_tokens = backend.encode_special_tokens
+            direct = cls(own, [(k, _ENCODING_FIELDS[k]) for k in want], pad["pad_id"], pad["pad_type_id"])
+            got, offsets = direct(_PROBES)
+            same = list(got) == list(want) and offsets == [list(e.offsets) for e in want.encodings] and all(
+                np.asarray(want[k]).dtype == np.int64 and got[k].shape == np.asarray(want[k]).shape
+                and (got[k] == np.asarray(want[k])).all() for k in got)
+        except Exception:  # an unusual tokenizer: keep the ordinary call
+            return None
+        return direct if same else None
+
+    def __call__(self, texts: list[str]) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+        encodings = self.backend.encode_batch(texts, add_special_tokens=True, is_pretokenized=False)
+        lengths = [len(e) for e in encodings]
+        width, total = max(lengths), sum(lengths)
+        real = np.arange(width)[None, :] < np.asarray(lengths)[:, None]   # row-major: each row's first n
+        batch = {}
+        for name, attr in self.fields:
+            if name == "attention_mask":
+                batch[name] = real.astype(np.int64)
+                continue
+            arr = np.full((len(texts), width), self.pad_id if name == "input_ids" else self.pad_type_id, dtype=np.int64)
+            arr[real] = np.fromiter(chain.from_iterable(getattr(e, attr) for e in encodings), np.int64, total)
+            batch[name] = arr
+        pad = [(0, 0)]
+        return batch, [e.offsets + pad * (width - n) for e, n in zip(encodings, lengths)]
+
+
+_DIRECT: dict[tuple[int, int], tuple[Any, _DirectTokenizer | None]] = {}
+
+
+def _direct_tokenizer(tokenizer: Any, max_length: int) -> _DirectTokenizer | None:
+    """:class:`_DirectTokenizer` of this tokenizer object at ``max_length`` (built on first use)."""
+    key = (id(tokenizer), max_length)
+    hit = _DIRECT.get(key)
+    if hit is not None and hit[0]() is tokenizer:
+        return hit[1]
+    try:
+        alive = weakref.ref(tokenizer)
+    except TypeError:
+        return None
+    direct = _DirectTokenizer.build(tokenizer, max_length)
+    if len(_DIRECT) >= 64:  # bounded: tests and sweeps load many tokenizers
+        _DIRECT.clear()
+    _DIRECT[key] = (alive, direct)
+    return direct
+
+
+def _tokenize(tokenizer: Any, texts: list[str], max_length: int, direct: bool = True
+              ) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+    """``({tokenizer input: int64 array}, offsets)`` of the padded, truncated batch: by
+    :class:`_DirectTokenizer` where it applies (``direct``), else by the tokenizer's own call."""
+    fast = _direct_tokenizer(tokenizer, max_length) if direct and texts else None
+    if fast is not None:
+        return fast(texts)
+
     def encode(with_mapping: bool) -> Any:
         return tokenizer(texts, truncation=True, max_length=max_length, padding=True,
                          return_offsets_mapping=with_mapping, return_tensors="np")
@@ -435,7 +563,20 @@ def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool 
         offsets = [list(map(tuple, row)) for row in enc.pop("offset_mapping").tolist()]
     else:
         offsets = [list(e.offsets) for e in encodings]
-    batch = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+    return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}, offsets
+
+
+def featurize(tokenizer: Any, texts: Sequence[str], max_length: int, case: bool = True, lex: bool = False,
+              input_names: Sequence[str] | None = None, layout: bool = False, direct: bool = True,
+              ) -> tuple[dict[str, np.ndarray], list[list[tuple[int, int]]]]:
+    """Texts -> ``({input name: int64 array}, offsets)``: what every runtime feeds the model.
+
+    ``input_names`` keeps only the inputs a graph declares (ONNX); ``offsets`` map tokens
+    back to characters for decoding. ``direct=False`` always goes through the tokenizer's own call
+    (the reference :class:`_DirectTokenizer` is tested against).
+    """
+    texts = list(texts)
+    batch, offsets = _tokenize(tokenizer, texts, max_length, direct)
     width = batch["input_ids"].shape[1] if texts else 0
     mask = batch.get("attention_mask")
     right_padded = getattr(tokenizer, "padding_side", "right") == "right" and mask is not None

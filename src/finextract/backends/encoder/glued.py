@@ -49,6 +49,17 @@ def _is_any_city_prefix(run: str) -> bool:
     return i < len(names) and names[i].startswith(run) and names[i] != run
 
 
+def _starts_some_city(run: str) -> bool:
+    """Some spelling of some city (:func:`_all_spellings`) starts with ``run`` (or is it).
+
+    Every test in :func:`glued_city_starts` (exact or cut city of a region, or of any region) needs
+    this of its run, and a longer run extends a shorter one, so a run that fails it ends the search
+    at its start position: most positions fail at once (issue 16)."""
+    names = _all_spellings()
+    i = bisect.bisect_left(names, run)
+    return i < len(names) and names[i].startswith(run)
+
+
 def _words(text: str) -> list[tuple[int, int]]:
     return [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
 
@@ -70,6 +81,8 @@ def glued_city_starts(text: str, word: tuple[int, int], words: list[tuple[int, i
             if k + n >= len(words):
                 break
             run = " ".join([head] + later[:n])
+            if not _starts_some_city(run):
+                break                          # no city starts so; none starts with a longer run either
             region = later[n] if n < len(later) else ""
             with_region = n < len(later) and is_region[n]
             if with_region and ((len(run) >= MIN_EXACT and gaz.is_city(run, region)) or
