@@ -232,19 +232,6 @@ def glued_city_starts(text: str, word: tuple[int, int], words: list[tuple[int, i
     return out
 
 
-def top_spans_reference(rows: np.ndarray, labels: Sequence[tuple[int, int]]) -> dict[int, list[tuple[int, int, float]]]:
-    """``{text: [(key index, cell, score)]}``: up to 4 best cells of each row of ``rows`` ([A, cells],
-    row ``i`` being ``(text, key index)`` ``labels[i]``) that beat the null option (score > 0)."""
-    cells = rows.shape[-1]
-    k = min(4, cells)
-    top = np.argpartition(-rows, k - 1, axis=1)[:, :k] if cells > k else np.broadcast_to(np.arange(cells), rows.shape)
-    top_scores = np.take_along_axis(rows, top, 1)
-    found: dict[int, list[tuple[int, int, float]]] = {}
-    for (b, ki), js, scores in zip(labels, top.tolist(), top_scores.tolist()):
-        found.setdefault(int(b), []).extend((int(ki), j, sc) for j, sc in zip(js, scores) if sc > 0)
-    return found
-
-
 def _is_state(word: str) -> bool:
     """``word`` is a US state or Canadian province code (or both a state and a country code).
 

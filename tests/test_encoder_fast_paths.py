@@ -79,6 +79,7 @@ def test_top_spans_equal_the_argpartition_reference():
     """Same cells and scores for every text; in the same order wherever scores tie (those rows are taken
     from the reference), and otherwise best first (the reference's order is argpartition's, and only
     the scores order the candidates downstream)."""
+    import span_batch_reference as sb_ref
     from finextract.backends.encoder.span_batch import _top_spans
 
     rng = np.random.default_rng(16)
@@ -91,7 +92,7 @@ def test_top_spans_equal_the_argpartition_reference():
         for b in texts.tolist():   # rows sorted by text, then key, one row per (text, key), as decode_many makes them
             ki = labels[-1][1] + 1 if labels and labels[-1][0] == b else int(rng.integers(0, 3))
             labels.append((np.int64(b), np.int64(ki)))
-        got, want = _top_spans(rows, labels), ref.top_spans_reference(rows, labels)
+        got, want = _top_spans(rows, labels), sb_ref._top_spans(rows, labels)
         for row, (b, ki) in zip(rows, labels):
             g = [e for e in got.get(int(b), []) if e[0] == ki]
             w = [e for e in want.get(int(b), []) if e[0] == ki]
