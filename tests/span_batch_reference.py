@@ -1,5 +1,7 @@
 """The session-8 ``span_batch.py``, verbatim after this docstring: the reference issue 16's decoder is tested
-against (tests/test_encoder_fast_paths.py). Not part of the package."""
+against (tests/test_encoder_fast_paths.py). Not part of the package. At the end, the session-8 forms of the
+two ``tagging.py`` rules it calls (``_resolve``, ``inword_boundaries``), which the package now computes
+through ``tagging.choose_spans`` and ``tagging.inword_flags``: the reference keeps its own copies."""
 # ruff: noqa
 
 
@@ -10,9 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from finextract.backends.encoder.tagging import (Candidate, DecodeOptions, _bio_index, _resolve,
-                                                 decode_with_confidence, inword_boundaries, label_names, log_softmax,
-                                                 spans_to_values)
+from finextract.backends.encoder.tagging import (Candidate, DecodeOptions, _bio_index, decode_with_confidence,
+                                                 label_names, log_softmax, spans_to_values)
 from finextract.tasks import Task
 
 
@@ -173,3 +174,33 @@ def _bio_tables(bio: np.ndarray, valid: np.ndarray, inword: np.ndarray, task: Ta
 def _edge_inside_word(inword: np.ndarray, N: int) -> np.ndarray:
     """``[B, 1, N, N]``: 1.0 where span ``u..v`` starts or ends inside a word (once, as in :mod:`.tagging`)."""
     return np.logical_or(inword[:, None, :N, None], inword[:, None, None, 1:N + 1]).astype(np.float32)
+
+
+def inword_boundaries(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    n = len(offsets)
+    b = np.zeros(n + 1, dtype=bool)
+    prev_end = None
+    for t, (s, e) in enumerate(offsets):
+        if s >= e:
+            continue
+        if prev_end is not None and s == prev_end and 0 < s < len(text) and text[s - 1].isalnum() and text[s].isalnum():
+            b[t] = True
+        prev_end = e
+    return b
+
+
+def _resolve(cands: dict[str, list[Candidate]], logz: dict[str, float], opts: DecodeOptions
+             ) -> tuple[dict[str, Candidate], dict[str, float]]:
+    pool = sorted((c for cs in cands.values() for c in cs if c.score > 0), key=lambda c: -c.score)
+    taken: set[int] = set()
+    chosen: dict[str, Candidate] = {}
+    for c in pool:
+        if c.key in chosen or taken.intersection(range(c.start, c.end + 1)):
+            continue
+        chosen[c.key] = c
+        taken.update(range(c.start, c.end + 1))
+    conf = {}
+    for key, z in logz.items():
+        num = chosen[key].score / opts.temperature_of(key) if key in chosen else 0.0
+        conf[key] = float(np.exp(num - z))
+    return chosen, conf

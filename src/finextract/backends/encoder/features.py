@@ -176,19 +176,18 @@ def city_chars(text: str, ws: list[tuple[int, int, str]] | None = None) -> bytea
     return arr
 
 
-@lru_cache(maxsize=1 << 16)
 def _is_state(word: str) -> bool:
     """``word`` is a US state or Canadian province code (or both a state and a country code).
 
     Codes are 2-3 letters and upper-casing never shortens a string, so a longer word is none: the
-    check most words of a descriptor take, without :func:`region_class`'s call (issue 16). Cached by
-    word (bounded): descriptors repeat their words, and :func:`city_chars` asks up to three times a word."""
-    return len(word) <= 3 and region_class(word) in (1, 2, 4)
+    check most words of a descriptor take, without :func:`region_class`'s call (issue 16)."""
+    return len(word) <= 3 and _region_of(word) in (1, 2, 4)
 
 
 @lru_cache(maxsize=1 << 16)
 def _region_of(word: str) -> int:
-    """:func:`region_class` of a 2-3 letter word, cached by word (bounded) for :func:`region_chars`."""
+    """:func:`region_class` of a short word, cached by word (bounded): descriptors repeat their words,
+    and :func:`city_chars` and :func:`region_chars` ask up to four times a word."""
     return region_class(word)
 
 

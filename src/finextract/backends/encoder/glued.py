@@ -37,27 +37,31 @@ def _all_spellings() -> list[str]:
     return sorted({c for names in gaz.cities.values() for c in names})
 
 
-def _is_any_city(run: str) -> bool:
+def _first_spelling_from(run: str) -> str | None:
+    """The first city spelling (:func:`_all_spellings`, sorted) that is not before ``run``, if any:
+    ``run`` itself when it is a city, else the first that starts with it when one does."""
     names = _all_spellings()
     i = bisect.bisect_left(names, run)
-    return i < len(names) and names[i] == run
+    return names[i] if i < len(names) else None
+
+
+def _is_any_city(run: str) -> bool:
+    return _first_spelling_from(run) == run
 
 
 def _is_any_city_prefix(run: str) -> bool:
-    names = _all_spellings()
-    i = bisect.bisect_left(names, run)
-    return i < len(names) and names[i].startswith(run) and names[i] != run
+    first = _first_spelling_from(run)
+    return first is not None and first.startswith(run) and first != run
 
 
 def _starts_some_city(run: str) -> bool:
-    """Some spelling of some city (:func:`_all_spellings`) starts with ``run`` (or is it).
+    """Some spelling of some city starts with ``run`` (or is it).
 
     Every test in :func:`glued_city_starts` (exact or cut city of a region, or of any region) needs
     this of its run, and a longer run extends a shorter one, so a run that fails it ends the search
     at its start position: most positions fail at once (issue 16)."""
-    names = _all_spellings()
-    i = bisect.bisect_left(names, run)
-    return i < len(names) and names[i].startswith(run)
+    first = _first_spelling_from(run)
+    return first is not None and first.startswith(run)
 
 
 def _words(text: str) -> list[tuple[int, int]]:

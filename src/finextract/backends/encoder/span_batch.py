@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from finextract.backends.encoder.tagging import (DecodeOptions, _bio_index, decode_with_confidence, label_names,
-                                                 log_softmax, spans_to_values)
+from finextract.backends.encoder.tagging import (DecodeOptions, _bio_index, choose_spans, decode_with_confidence,
+                                                 inword_flags, label_names, log_softmax, spans_to_values)
 from finextract.tasks import Task
 
 
@@ -59,7 +59,9 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
         found = _top_spans(flat[active], list(zip(*active)))
     keys = task.key_names
     key_temps = [opts.temperature_of(key) for key in keys]
-    picks = [_choose(found.get(b, []), N) if real else [] for b, real in enumerate(reals)]
+    # found holds positive scores grouped by key in key order, as _resolve's pool is built: same order of choice
+    picks = [choose_spans((ki, j // N, j % N, sc) for ki, j, sc in found.get(b, [])) if real else []
+             for b, real in enumerate(reals)]
     nums = np.zeros((B, K))                        # the chosen span's score / T; 0 = the null option
     for b, chosen in enumerate(picks):
         for ki, _, _, sc in chosen:
@@ -91,38 +93,11 @@ def _gather(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]]], 
         if real:
             gathered[b, :len(real)] = lg[real[0]:real[-1] + 1] if real[-1] - real[0] == len(real) - 1 else lg[real]
         cls[b] = lg[0]
-        flags += _inword_flags(text, off, real)
+        flags += inword_flags(text, map(off.__getitem__, real))
     valid = np.arange(N)[None, :] < lens[:, None]
     inword = np.zeros((B, N + 1), dtype=bool)
     inword[np.arange(N + 1)[None, :] <= lens[:, None]] = flags          # row-major: each text's n + 1 flags
     return gathered, cls, valid, inword
-
-
-def _inword_flags(text: str, off: Sequence[tuple[int, int]], real: Sequence[int]) -> list[bool]:
-    """:func:`.tagging.inword_boundaries` of ``text``'s real tokens, as a list (``len(real) + 1`` flags)."""
-    flags, prev_end, n = [], None, len(text)
-    for t in real:
-        s, e = off[t]
-        flags.append(s == prev_end and 0 < s < n and text[s - 1].isalnum() and text[s].isalnum())
-        prev_end = e
-    flags.append(False)
-    return flags
-
-
-def _choose(found: list[tuple[int, int, float]], N: int) -> list[tuple[int, int, int, float]]:
-    """:func:`.tagging._resolve`'s choice from one text's ``(key index, cell, score)`` candidates:
-    ``(key index, start, end, score)`` in the order chosen, strongest first, one per key, none
-    overlapping a stronger one. ``found`` holds positive scores, grouped by key in key order, as
-    ``_resolve``'s pool is built, so the same stable sort gives the same order."""
-    chosen: list[tuple[int, int, int, float]] = []
-    used: set[int] = set()
-    for ki, j, sc in sorted(found, key=lambda c: -c[2]):
-        u, v = j // N, j % N
-        if ki in used or any(u <= b and a <= v for _, a, b, _ in chosen):
-            continue
-        chosen.append((ki, u, v, sc))
-        used.add(ki)
-    return chosen
 
 
 def real_tokens(offsets: Sequence[Sequence[tuple[int, int]]]) -> list[list[int]]:

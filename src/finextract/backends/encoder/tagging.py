@@ -8,7 +8,7 @@ original case, original punctuation and spacing, never a character the input lac
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,16 +212,22 @@ def inword_boundaries(text: str, offsets: Sequence[tuple[int, int]]) -> np.ndarr
     punctuation (``SQ*|NAME``, ``US|*2Y2L``, ``#|1234``) are free. The edge after the last
     real token is free (``b`` has one extra entry at the end).
     """
-    n = len(offsets)
-    b = np.zeros(n + 1, dtype=bool)
-    prev_end = None
-    for t, (s, e) in enumerate(offsets):
-        if s >= e:
+    return np.array(inword_flags(text, offsets), dtype=bool)
+
+
+def inword_flags(text: str, offsets: Iterable[tuple[int, int]]) -> list[bool]:
+    """:func:`inword_boundaries` as a list (one flag a token, then the free edge after the last): the
+    rule itself, also used by the batched decoder, which gathers every text's flags into one array."""
+    flags: list[bool] = []
+    prev_end, n = None, len(text)
+    for s, e in offsets:
+        if s >= e:   # a special or padding token: its edge is free, and it does not end a word
+            flags.append(False)
             continue
-        if prev_end is not None and s == prev_end and 0 < s < len(text) and text[s - 1].isalnum() and text[s].isalnum():
-            b[t] = True
+        flags.append(s == prev_end and 0 < s < n and text[s - 1].isalnum() and text[s].isalnum())
         prev_end = e
-    return b
+    flags.append(False)
+    return flags
 
 
 def log_softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -284,19 +290,27 @@ def _resolve(cands: dict[str, list[Candidate]], logz: dict[str, float], opts: De
 
     A key whose every positive candidate overlaps a stronger key's span stays empty.
     """
-    pool = sorted((c for cs in cands.values() for c in cs if c.score > 0), key=lambda c: -c.score)
-    taken: set[int] = set()
-    chosen: dict[str, Candidate] = {}
-    for c in pool:
-        if c.key in chosen or taken.intersection(range(c.start, c.end + 1)):
-            continue
-        chosen[c.key] = c
-        taken.update(range(c.start, c.end + 1))
+    picked = choose_spans((c.key, c.start, c.end, c.score) for cs in cands.values() for c in cs if c.score > 0)
+    chosen = {key: Candidate(key, u, v, sc) for key, u, v, sc in picked}
     conf = {}
     for key, z in logz.items():
         num = chosen[key].score / opts.temperature_of(key) if key in chosen else 0.0  # null option scores 0
         conf[key] = float(np.exp(num - z))
     return chosen, conf
+
+
+def choose_spans(pool: Iterable[tuple[Any, int, int, float]]) -> list[tuple[Any, int, int, float]]:
+    """``(key, start, end, score)`` candidates -> the chosen ones, in the order chosen: strongest first
+    (a stable sort, so equal scores keep the pool's order), one per key, none overlapping a span chosen
+    before it. The rule of :func:`_resolve`, on plain tuples so the batched decoder can call it per text."""
+    chosen: list[tuple[Any, int, int, float]] = []
+    used: set[Any] = set()
+    for key, u, v, sc in sorted(pool, key=lambda c: -c[3]):
+        if key in used or any(u <= b and a <= v for _, a, b, _ in chosen):
+            continue
+        chosen.append((key, u, v, sc))
+        used.add(key)
+    return chosen
 
 
 def _bio_index(task: Task) -> tuple[np.ndarray, np.ndarray]:
