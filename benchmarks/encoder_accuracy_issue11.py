@@ -224,6 +224,23 @@ JOBS.update({
     "f_p2": {**P, "data": "f80k", "test_data": "f20k", "extra_tests": ["n20k"], "epochs": 2, "seed": 2},
     "f_p3": {**P, "data": "f80k", "test_data": "f20k", "extra_tests": ["n20k"], "epochs": 2, "seed": 3},
 })
+# Session 10, issue 11: a moving average of the weights (train.ema_decay 0.999; every job also scores its
+# last step's raw weights beside the average, so the pair shares data, seed and trajectory), on f80k at
+# the f_s* recipe (two seeds), on twice the distinct data for the same steps (f160k = `data synth --n
+# 160000 --seed 4`, 1.5 epochs) and with hidden dropout 0.2; the quickstart recipe with an average
+# (decay 0.995 over its ~740 steps) on the quickstart's own data for seeds 0-2 (qs0..qs2 =
+# `data synth --n 6000 --seed S`, trained with seed S, as `finextract quickstart --seed S` does).
+NEW10 = {**NEW9, "extra_tests": [], "ema": 0.999}
+Q10 = {**QFE, "epochs": 2.6, "extra_tests": ["f20k"], "ema": 0.995}
+JOBS.update({
+    "x_e0": {**NEW10},
+    "x_e1": {**NEW10, "seed": 1},
+    "x_e160": {**NEW10, "data": "f160k", "epochs": 1.5},
+    "x_ed2": {**NEW10, "dropout": 0.2},
+    "xq_s0": {**Q10, "data": "qs0"},
+    "xq_s1": {**Q10, "data": "qs1", "seed": 1},
+    "xq_s2": {**Q10, "data": "qs2", "seed": 2},
+})
 ENSEMBLES = {"ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
              "ens_h3": ["h_s0", "h_s1", "h_s2"],
              "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"], "ens_p2": ["p_g80_s2", "p_g80_s3"],
@@ -251,12 +268,14 @@ def config(name: str, job: dict, stage: Path, out: Path) -> dict:
                       # every decoder is scored either way, this only sets what a loaded run uses
                       **({"decoder": "pointer"} if job["pointer"] and job["task"] == "merchant" else {}),
                       **({"num_layers": job["num_layers"]} if job.get("num_layers") else {}),
+                      **({"dropout": job["dropout"]} if job.get("dropout") is not None else {}),
                       **({"ffn_size": job["ffn_size"]} if job.get("ffn_size") else {})},
             "train": {"learning_rate": job["lr"], "head_learning_rate": job["head_lr"], "epochs": job["epochs"],
                       "batch_size": job["bs"], "num_threads": 2, "progress": False,
                       "checkpoint_every": 1_000_000 if job.get("ckpt_end") else steps_per_epoch,
                       "freeze_layers": job.get("freeze", 0), "freeze_embeddings": job.get("freeze_emb", False),
                       "length_buckets": True,
+                      **({"ema_decay": job["ema"]} if job.get("ema") else {}),
                       **({"distill_from": str(out / "runs" / job["distill"])} if job.get("distill") else {}),
                       **({"max_steps": 3, "checkpoint_every": 3} if os.environ.get("BENCH_SMOKE") else {})}}
 
@@ -320,10 +339,46 @@ def run_job(name: str, stage: Path, out: Path) -> dict:
     if task.name == "merchant":  # the shipped decoder's pilot outputs, for error analysis by kind
         recs = read_records(sets["pilot"], task, skip_invalid=True)
         result["pilot_predictions"] = ex.predict([r.text for r in recs])
+    if job.get("ema"):  # the last step's average against its raw weights: one trajectory, two models
+        result["ema_vs_raw"] = ema_vs_raw(cfg, task, {k: v for k, v in sets.items() if k != "validation"})
     if job.get("export"):
         result["export"] = export_checkpoint(cfg.output_dir, out / "export", name)
     (out / "jobs").mkdir(parents=True, exist_ok=True)
     (out / "jobs" / f"{name}.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
+def ema_vs_raw(cfg, task, sets: dict) -> dict:
+    """Score the last checkpoint twice with the shipped decoder: as saved (the weight average) and
+    with the raw weights from its resume state put back."""
+    from finextract.backends.encoder.averaging import raw_state
+    from finextract.backends.encoder.model import (EncoderExtractor, decode_options, load_model_from_checkpoint,
+                                                   torch_forward)
+    from finextract.backends.encoder.train import STATE_FILE
+    from finextract.records import read_records
+    from finextract.rundir import RunDir
+    from finextract.scoring import score
+    from finextract.training import load_state
+
+    device = "cuda" if _cuda() else "cpu"
+    last = RunDir(Path(cfg.output_dir)).checkpoints()[-1][1]
+    raw = raw_state(load_state(last / STATE_FILE))
+    result: dict = {"checkpoint": last.name}
+    for variant in ("averaged", "raw"):
+        tagger, tok = load_model_from_checkpoint(last, cfg, task)
+        if variant == "raw":
+            params = dict(tagger.named_parameters())
+            for n, v in raw.items():
+                params[n].data.copy_(v)
+        tagger.to(device).eval()
+        ex = EncoderExtractor(torch_forward(tagger, device), tok, task, cfg.model.max_length, 64,
+                              case_features=tagger.case is not None, lexical_features=tagger.lex is not None,
+                              layout_features=tagger.layout is not None, decode_options=decode_options(cfg, last))
+        for set_name, path in sets.items():
+            recs = read_records(path, task, skip_invalid=True)
+            rep = score([r.values for r in recs], ex.predict([r.text for r in recs]), task)
+            result.setdefault(variant, {})[set_name] = {"micro_f1": round(rep.micro.f1, 4),
+                                                        "merchant_name_f1": round(rep.per_key["MERCHANT_NAME"].f1, 4)}
     return result
 
 

@@ -88,6 +88,10 @@ class EncoderTrainConfig(StepTrainBase):
     distill_weight: float = Field(0.5, ge=0, le=1, description="share of the soft-target loss: "
                                   "(1 - w) * label loss + w * T^2 * KL(teacher || student)")
     distill_temperature: float = Field(2.0, gt=0, description="softmax temperature T of the soft targets")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="keep an exponential moving average of the "
+                                    "trainable weights (decay per step, warmed up over the first steps, e.g. 0.999); "
+                                    "checkpoints save, score and serve the average, the raw weights stay in the "
+                                    "resume state. Off by default")
     keep_last: int = Field(1, ge=1, description="newest checkpoints kept for resuming (the best one is always kept)")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads (default: torch's choice)")
     device: str = Field("auto", description="'auto' (cuda when available), 'cpu' or 'cuda'")

@@ -14,6 +14,7 @@ import math
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,8 @@ from finextract.backends.encoder.config import EncoderRunConfig
 from finextract.backends.encoder.model import (EncoderExtractor, build_model, count_parameters,
                                                load_model_from_checkpoint, load_tokenizer, make_tagger,
                                                decode_options, save_model, torch_forward)
+from finextract.backends.encoder.averaging import STATE_KEY as EMA_KEY
+from finextract.backends.encoder.averaging import WeightEMA
 from finextract.backends.encoder.batching import bucket_by_length, freeze_lower_layers, freeze_word_embeddings
 from finextract.backends.encoder.distill import (check_compatible, distill_loss, ffn_importance, keep_layers,
                                                  prune_ffn, teacher_checkpoint)
@@ -211,6 +214,12 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
         prune_ffn(model, cfg.model.ffn_size, ffn_importance(model, probe))
         log.info("model.ffn_size: kept %d feed-forward neurons per layer (importance on %d records)",
                  cfg.model.ffn_size, min(n, FFN_PROBE_RECORDS))
+    ema = WeightEMA(model, tc.ema_decay) if tc.ema_decay else None
+    if ema is not None and state is not None:  # the checkpoint's model files hold the average
+        ema.resume(state[EMA_KEY])
+
+    def averaged() -> Any:  # checkpoints save and score the averaged weights (train.ema_decay)
+        return ema.swapped() if ema is not None else nullcontext()
 
     def is_new(name: str) -> bool:  # freshly initialised parts: tagging/pointer heads, extra embeddings
         return "classifier" in name or name.startswith(("case.", "lex.", "pointer.", "layout."))
@@ -246,15 +255,20 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
         model.train()
 
     def checkpoint(at: int) -> None:
-        life.save_checkpoint(at, lambda path: save_model(model, tokenizer, path, task, cfg.lora.enabled), {
-            STATE_FILE: {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "rng": rng_state(), "step": at, "running_loss": list(running)}})
-        evaluate(at)
+        resume = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                  "rng": rng_state(), "step": at, "running_loss": list(running)}
+        if ema is not None:
+            resume[EMA_KEY] = ema.state_dict()
+        with averaged():
+            life.save_checkpoint(at, lambda path: save_model(model, tokenizer, path, task, cfg.lora.enabled),
+                                 {STATE_FILE: resume})
+            evaluate(at)
         _prune(run, tc.keep_last)
 
     running: list[float] = list(state.get("running_loss", [])) if state else []  # losses since the last log row
     model.eval()
-    life.rescore(step, extractor, epoch=step / spe)  # killed between saving and scoring that checkpoint
+    with averaged():
+        life.rescore(step, extractor, epoch=step / spe)  # killed between saving and scoring that checkpoint
 
     def autocast() -> Any:  # model.precision: bf16 compute, fp32 weights and optimizer state
         return torch.autocast(device_type="cuda" if str(device).startswith("cuda") else "cpu", dtype=torch.bfloat16,
@@ -286,6 +300,8 @@ def _train(cfg: EncoderRunConfig, life: RunLifecycle) -> dict[str, Any]:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
+            if ema is not None:
+                ema.update()
             step += 1
             running.append(loss.item())
             if step % tc.log_every == 0 or step == total:
