@@ -73,7 +73,7 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
             cands[keys[ki]].append(Candidate(keys[ki], j // N, j % N, sc))
         chosen, conf = _resolve(cands, {key: float(logz[b, ki]) for ki, key in enumerate(task.key_names)}, opts)
         spans = {key: (off[real[c.start]][0], off[real[c.end]][1]) for key, c in chosen.items()}
-        results.append((spans_to_values(text, spans, task.empty_output(), opts), conf))
+        results.append((spans_to_values(text, spans, task, opts), conf))
     return results
 
 

@@ -378,3 +378,37 @@ def test_decode_many_with_given_real_tokens_equals_without():
     assert real_tokens(offsets)[1] == []
     assert decode_many(texts, offsets, logits, task, opts, reals=real_tokens(offsets)) == \
         decode_many(texts, offsets, logits, task, opts)
+
+
+# ------------------------------------------------------------------ glued separators (task key ``strip``)
+def test_glued_separator_is_dropped_from_a_name_but_not_from_other_keys(tok):
+    """A name word with a glued ``-`` or ``"`` snaps to the whole word; the task's ``strip`` drops the
+    separator (MERCHANT_NAME, CITY, STREET), while keys without it keep what was decoded."""
+    text = 'FATHERS OFFICE- SEATTLE, WA "ORDER"'
+    offs = tokens(tok, text)
+    lg = logits_for(text, offs, [("FATHERS", {"B-MERCHANT_NAME": 0.95}), ("OFFICE", {"I-MERCHANT_NAME": 0.95}),
+                                 ("-", {"I-MERCHANT_NAME": 0.9}), ("SEATTLE", {"B-CITY": 0.95}),
+                                 (",", {"I-CITY": 0.9}), ("WA", {"B-STATE": 0.95}),
+                                 ('"', {"B-DYNAMIC_DESCRIPTOR": 0.9}), ("ORDER", {"I-DYNAMIC_DESCRIPTOR": 0.9})])
+    out, _ = decode(text, offs, lg)
+    assert out["MERCHANT_NAME"] == "FATHERS OFFICE" and out["CITY"] == "SEATTLE" and out["STATE"] == "WA"
+    assert out["DYNAMIC_DESCRIPTOR"].startswith('"')   # no strip on this key: the decoded span as it is
+    bare = MERCHANT.model_copy(update={"keys": tuple(k.model_copy(update={"strip": ""}) for k in MERCHANT.keys)})
+    raw, _ = decode_with_confidence(text, offs, lg, bare, DecodeOptions(method="bio"))
+    assert raw["MERCHANT_NAME"] == "FATHERS OFFICE-" and raw["CITY"] == "SEATTLE,"
+
+
+def test_batched_decoder_strips_like_the_per_text_one():
+    from finextract.backends.encoder.span_batch import decode_many
+
+    text = "NAME- X"
+    off = [(0, 0), (0, 4), (4, 5), (6, 7), (0, 0)]
+    n_labels, k = len(NAMES), len(MERCHANT.key_names)
+    lg = np.full((len(off), n_labels + 2 * k), -6.0, dtype=np.float32)
+    lg[:, 0] = 3.0
+    lg[1, NAMES.index("B-MERCHANT_NAME")] = 8.0
+    lg[2, NAMES.index("I-MERCHANT_NAME")] = 8.0
+    opts = DecodeOptions(method="bio")
+    [(values, _)] = decode_many([text], [off], [lg], MERCHANT, opts)
+    assert values == decode_with_confidence(text, off, lg, MERCHANT, opts)[0]
+    assert values["MERCHANT_NAME"] == "NAME"

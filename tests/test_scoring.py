@@ -142,3 +142,26 @@ def test_markdown_table_and_weakest_keys_live_on_the_report():
     assert f"| {keys[1]} | 0.000 | 0.000 | 0.000 | 1 |" in table
     assert table[-2].startswith("| **micro** | 0.500 | 0.500 | **0.500** | 2")
     assert report.weakest_keys(1) == [(keys[1], 0.0)]
+
+
+# ------------------------------------------------------------------ key ``strip`` (glued separators)
+def test_strip_span_drops_glued_separators_and_exposed_spaces():
+    from finextract.tasks import KeySpec, Task
+
+    task = Task(name="t", keys=(KeySpec(name="A", strip='-;"'), KeySpec(name="B")))
+    text = '"  CAFE RIO "- X'
+    a, b = task.strip_span("A", text, 0, 14)
+    assert text[a:b] == "CAFE RIO"
+    assert task.strip_span("B", text, 0, 14) == (0, 14)          # a key without strip is untouched
+    assert task.strip_span("A", "--", 0, 2) == (0, 2)            # never strips a value away to nothing
+    assert task.strip_span("A", "WAL-MART", 0, 8) == (0, 8)      # inner separators stay
+
+
+def test_strip_refuses_letters_digits_and_spaces():
+    from pydantic import ValidationError
+
+    from finextract.tasks import KeySpec
+
+    for bad in ("a-", "-1", "- "):
+        with pytest.raises(ValidationError, match="separator characters only"):
+            KeySpec(name="A", strip=bad)

@@ -163,6 +163,41 @@ def test_pilot_memos_stay_unseen(shared_data, sample):
     assert not {r.text for r in pilot} & {r.text for r in sample}
 
 
+def test_australian_suburbs_stay_unseen(shared_data):
+    """The suburb list was written from general knowledge; none may occur in the pilot memos, so the pilot
+    keeps measuring places the generator never printed."""
+    import re
+
+    from finextract.synth.geo import AU_SUBURBS
+
+    texts = [r.text.upper() for r in read_records(shared_data / "merchant" / "pilot_memos.jsonl", TASK)]
+    for city, _ in AU_SUBURBS:
+        pat = re.compile(r"(?<![A-Z0-9])" + re.escape(city.upper()) + r"(?![A-Z0-9])")
+        assert not any(pat.search(t) for t in texts), f"suburb {city!r} occurs in the pilot memos"
+
+
+def test_gold_values_never_carry_the_separators_the_task_strips(sample):
+    """The decoder drops a key's ``strip`` characters from value ends (tasks/merchant.yaml); the generator's
+    labels must follow the same rule, or the model is taught what decoding then removes."""
+    chars = {k.name: k.strip for k in TASK.keys if k.strip}
+    assert chars   # the merchant task strips at least MERCHANT_NAME
+    bad = [(key, r.values[key]) for r in sample for key, c in chars.items()
+           if r.values[key] and (r.values[key][0] in c or r.values[key][-1] in c)]
+    assert not bad, bad[:5]
+
+
+def test_foreign_acceptors_include_two_word_suburbs():
+    import random
+
+    from finextract.synth.geo import foreign_place
+
+    rng = random.Random(3)
+    places = [foreign_place(rng, need_state=True) for _ in range(2000)]
+    au = [p for p in places if p.country2 == "AU"]
+    assert len(au) > 300 and all(len(p.state) == 2 for p in au)
+    assert sum(" " in p.city for p in au) > 0.2 * len(au)
+
+
 # ------------------------------------------------------------------ card profile (issue 11)
 _DANGLING = " -+/,*#.:("
 

@@ -202,7 +202,7 @@ def make_ctx(rng: random.Random, family: str, plan: set[str], prof: Profile | No
         if rng.random() < 0.25:
             city = abbreviate_city(city, rng)
         if rng.random() < 0.12 and len(city) > 8:
-            city = city[: rng.randint(6, len(city) - 1)].rstrip()
+            city = city[: rng.randint(6, len(city) - 1)].rstrip(" -+/,*#.:('")   # a cut never ends on a separator
     country = ""
     if "COUNTRY" in plan:
         country = place.country2 if rng.random() < 0.7 else place.country3

@@ -91,7 +91,33 @@ def home_place(rng: random.Random, canada_share: float = 0.0) -> Place:
 CANADA = [("Toronto", "ON"), ("Vancouver", "BC"), ("Montreal", "QC"), ("Calgary", "AB"), ("Edmonton", "AB"),
           ("Ottawa", "ON"), ("Winnipeg", "MB"), ("Halifax", "NS"), ("Victoria", "BC"), ("Mississauga", "ON"),
           ("Quebec", "QC"), ("Saskatoon", "SK"), ("Regina", "SK"), ("Kelowna", "BC"), ("Waterloo", "ON")]
-AUSTRALIA = [("Sydney", "NS"), ("Melbourne", "VI"), ("Perth", "WA"), ("Brisbane", "QL"), ("Adelaide", "SA")]
+# Australian acceptors print the suburb, not the metro, and the network's two-letter state (NSW -> NS,
+# VIC -> VI, QLD -> QL, TAS -> TA, ACT -> AC): many suburbs are two words, often a compass or place
+# word plus a name (``NORTH SYDNEY``, ``PORT MELBOURNE``), the shape a model must not cut into the name.
+# The suburbs are written from general knowledge and none occurs in the pilot memos (tests/test_synth.py
+# checks), so the pilot still measures places the generator never printed.
+AUSTRALIA = [("Sydney", "NS"), ("Melbourne", "VI"), ("Perth", "WA"), ("Brisbane", "QL"), ("Adelaide", "SA"),
+             ("Hobart", "TA"), ("Canberra", "AC"), ("Darwin", "NT")]
+AU_SUBURBS = [
+    ("North Sydney", "NS"), ("Parramatta", "NS"), ("Chatswood", "NS"), ("Bondi Junction", "NS"), ("Manly", "NS"),
+    ("Newtown", "NS"), ("Bondi Beach", "NS"), ("Darlinghurst", "NS"), ("Pyrmont", "NS"), ("Mosman", "NS"),
+    ("Hornsby", "NS"), ("Penrith", "NS"), ("Bankstown", "NS"), ("Cronulla", "NS"), ("Dee Why", "NS"),
+    ("Castle Hill", "NS"), ("Newcastle", "NS"), ("Wollongong", "NS"), ("Coffs Harbour", "NS"),
+    ("Port Macquarie", "NS"), ("Byron Bay", "NS"), ("St Leonards", "NS"), ("Lane Cove", "NS"),
+    ("Crows Nest", "NS"), ("Randwick", "NS"), ("Ultimo", "NS"), ("Haymarket", "NS"), ("Balmain", "NS"),
+    ("Marrickville", "NS"), ("Double Bay", "NS"), ("Rose Bay", "NS"), ("Milsons Point", "NS"),
+    ("South Yarra", "VI"), ("St Kilda", "VI"), ("Fitzroy", "VI"), ("Port Melbourne", "VI"),
+    ("South Melbourne", "VI"), ("Box Hill", "VI"), ("Docklands", "VI"), ("Prahran", "VI"), ("Brunswick", "VI"),
+    ("Hawthorn", "VI"), ("Footscray", "VI"), ("Geelong", "VI"), ("Ballarat", "VI"), ("Bendigo", "VI"),
+    ("Frankston", "VI"), ("Dandenong", "VI"), ("Glen Waverley", "VI"), ("Moonee Ponds", "VI"),
+    ("North Melbourne", "VI"), ("West Melbourne", "VI"), ("East Melbourne", "VI"),
+    ("Fortitude Valley", "QL"), ("Gold Coast", "QL"), ("Surfers Paradise", "QL"),
+    ("Toowoomba", "QL"), ("Cairns", "QL"), ("Townsville", "QL"), ("Noosa Heads", "QL"), ("Spring Hill", "QL"),
+    ("New Farm", "QL"), ("Broadbeach", "QL"), ("Southport", "QL"),
+    ("Fremantle", "WA"), ("Northbridge", "WA"), ("Subiaco", "WA"), ("Joondalup", "WA"), ("West Perth", "WA"),
+    ("Cottesloe", "WA"),
+    ("Glenelg", "SA"), ("Norwood", "SA"), ("Port Adelaide", "SA"), ("North Adelaide", "SA"), ("Mount Gambier", "SA"),
+    ("Launceston", "TA"), ("Braddon", "AC"), ("Alice Springs", "NT")]
 FOREIGN = [("London", "GB", "GBR"), ("Manchester", "GB", "GBR"), ("Dublin", "IE", "IRL"), ("Paris", "FR", "FRA"),
            ("Berlin", "DE", "DEU"), ("Munich", "DE", "DEU"), ("Amsterdam", "NL", "NLD"), ("Madrid", "ES", "ESP"),
            ("Barcelona", "ES", "ESP"), ("Rome", "IT", "ITA"), ("Milan", "IT", "ITA"), ("Zurich", "CH", "CHE"),
@@ -133,7 +159,7 @@ def foreign_place(rng: random.Random, need_state: bool) -> Place:
         if rng.random() < 0.75:
             city, prov = rng.choice(CANADA)
             return Place(city.upper(), prov, "", "CA", "CAN")
-        city, st = rng.choice(AUSTRALIA)
+        city, st = rng.choice(AU_SUBURBS) if rng.random() < 0.6 else rng.choice(AUSTRALIA)
         return Place(city.upper(), st, "", "AU", "AUS")
     city, c2, c3 = rng.choice(FOREIGN)
     return Place(city.upper(), "", "", c2, c3)

@@ -356,6 +356,8 @@ def make_merchant(rng: random.Random, city: str, prof=None) -> Merchant:
         store = V.store_number(rng, b.store_style) if b.store_style != "none" and rng.random() < 0.8 else ""
         if store and not tail and "*" not in name:
             name = f"{name}{'' if name.endswith('#') else ' '}{store.lstrip('#') if name.endswith('#') else store}"
+        elif name.endswith(" -"):
+            name = name[:-2].rstrip()   # ``76 -`` prints only before a store number
         if rng.random() < 0.12:
             name = name.title() if "." not in name else name.lower()
         dom = b.domain

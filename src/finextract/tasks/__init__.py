@@ -115,6 +115,17 @@ class KeySpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     description: str = ""
+    strip: str = Field(default="", description=(
+        "separator characters a value never starts or ends with: a span decoder that lands on a word with "
+        "a glued separator (`OFFICE-`, `\"NAME`) drops them. Empty: values are taken as decoded."))
+
+    @field_validator("strip")
+    @classmethod
+    def _strip_is_separators(cls, chars: str) -> str:
+        bad = sorted({c for c in chars if c.isalnum() or c.isspace()})
+        if bad:
+            raise ValueError(f"strip holds separator characters only, not letters, digits or spaces: {bad}")
+        return chars
 
 
 class Task(BaseModel):
@@ -156,6 +167,19 @@ class Task(BaseModel):
     @property
     def key_names(self) -> list[str]:
         return [k.name for k in self.keys]
+
+    def strip_span(self, key: str, text: str, start: int, end: int) -> tuple[int, int]:
+        """``text[start:end]`` without the key's ``strip`` characters (and the spaces they exposed) at
+        either end; unchanged when nothing would be left, so a decoded value is never lost to the rule."""
+        chars = next((k.strip for k in self.keys if k.name == key), "")
+        if not chars:
+            return start, end
+        a, b = start, end
+        while a < b and (text[a] in chars or text[a].isspace()):
+            a += 1
+        while b > a and (text[b - 1] in chars or text[b - 1].isspace()):
+            b -= 1
+        return (a, b) if a < b else (start, end)
 
     def empty_value(self) -> str | list[str]:
         return [] if self.multi_valued else ""

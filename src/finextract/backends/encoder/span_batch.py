@@ -73,7 +73,7 @@ def decode_many(texts: Sequence[str], offsets: Sequence[Sequence[tuple[int, int]
             results.append(decode_with_confidence(text, off, logits[b], task, opts))
             continue
         spans = {keys[ki]: (off[real[u]][0], off[real[v]][1]) for ki, u, v, _ in chosen}
-        results.append((spans_to_values(text, spans, task.empty_output(), opts), dict(zip(keys, confs[b]))))
+        results.append((spans_to_values(text, spans, task, opts), dict(zip(keys, confs[b]))))
     return results
 
 

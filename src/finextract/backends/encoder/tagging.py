@@ -453,16 +453,19 @@ def decode_with_confidence(text: str, offsets: Sequence[tuple[int, int]], logits
     else:
         raise ValueError(f"decoder must be one of {DECODERS}, got {opts.method!r}")
     spans = {key: (real_offsets[c.start][0], real_offsets[c.end][1]) for key, c in chosen.items()}
-    return spans_to_values(text, spans, out, opts), conf
+    return spans_to_values(text, spans, task, opts), conf
 
 
-def spans_to_values(text: str, spans: dict[str, tuple[int, int]], out: dict[str, Any],
-                    opts: DecodeOptions) -> dict[str, Any]:
-    """Character spans of the chosen values -> ``out`` filled in (glued edges refined when asked)."""
+def spans_to_values(text: str, spans: dict[str, tuple[int, int]], task: Task, opts: DecodeOptions
+                    ) -> dict[str, Any]:
+    """Character spans of the chosen values -> the task's output (glued edges refined when asked, then
+    each key's ``strip`` separators dropped: a word-snapped span keeps a glued ``-`` or ``"`` otherwise)."""
     if opts.glued_fields:
         from finextract.backends.encoder.glued import refine_glued_edges
 
         spans = refine_glued_edges(text, spans)
+    out = task.empty_output()
     for key, (a, b) in spans.items():
+        a, b = task.strip_span(key, text, a, b)
         out[key] = text[a:b]
     return out
