@@ -248,7 +248,7 @@ JOBS.update({
 # the change; f20k (session 9's test set, before it) is scored too, so the generators meet on one set.
 NEW11 = {**NEW9, "data": "h80k", "test_data": "h20k", "extra_tests": ["f20k"]}
 JOBS.update({f"y_s{i}": {**NEW11, "seed": i} for i in range(5)})
-ENSEMBLES = {"ens_y5": [f"y_s{i}" for i in range(5)], "ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
+ENSEMBLES = {"ens_y5": [f"y_s{i}" for i in range(5)], "ens_y4": [f"y_s{i}" for i in range(4)], "ens_d3": ["d_s0", "d_s1", "d_s2"], "ens_n3": ["n_s0", "n_s1", "n_s2"], "ens_g3": ["g_s0", "g_s1", "g_s2"],
              "ens_h3": ["h_s0", "h_s1", "h_s2"],
              "ens_p3": ["p_g80_s2", "p_g80_s3", "p_g160"], "ens_p2": ["p_g80_s2", "p_g80_s3"],
              "ens_g80": ["g_g80", "g_g80_s1", "g_g80_s2"],

@@ -186,6 +186,21 @@ def test_gold_values_never_carry_the_separators_the_task_strips(sample):
     assert not bad, bad[:5]
 
 
+def test_bank_wrapped_lines_zero_pad_some_phones(sample):
+    """``padded_phone``: in the bank-wrapped families a plain 10-digit phone is sometimes printed as an
+    11-digit field with a leading 0, labelled whole; elsewhere that shape stays rare (``phone``'s 2%)."""
+    import re
+
+    from finextract.synth.formats import _BANK_WRAPPED
+
+    def padded_share(in_wrapped: bool) -> float:
+        phones = [r.values["PHONE"] for r in sample
+                  if r.values["PHONE"] and (r.meta["family"] in _BANK_WRAPPED) == in_wrapped]
+        return sum(bool(re.fullmatch(r"0\d{10}", p)) for p in phones) / len(phones)
+
+    assert padded_share(True) > 0.08 and padded_share(True) > 3 * padded_share(False)
+
+
 def test_foreign_acceptors_include_two_word_suburbs():
     import random
 

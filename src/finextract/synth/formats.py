@@ -69,6 +69,7 @@ def calibrate(presence: dict[str, float], weights: dict[str, float] | None = Non
 
 
 _NO_FOREIGN_SLOT = ("ach", "wire")
+_BANK_WRAPPED = ("repeat_tail", "debit_date", "pos_wrapper")   # the card line inside the bank's own wrapper
 
 
 def _rate(family: str, key: str, scales: dict[str, float], fixed: frozenset[str]) -> float:
@@ -231,6 +232,11 @@ def make_ctx(rng: random.Random, family: str, plan: set[str], prof: Profile | No
             phone = V.foreign_phone(rng)
         else:
             phone = V.phone(rng, place.area_codes, toll_free=m.is_brand or m.kind in ("saas", "insurer"))
+            if (prof.padded_phone and family in _BANK_WRAPPED and len(phone) == 10 and phone.isdigit()
+                    and rng.random() < prof.padded_phone):
+                # some banks print the acceptor's phone as a zero-padded 11-digit field (0 + the 10 digits),
+                # the shape of their reference numbers: the 0 belongs to the printed value
+                phone = "0" + phone
     return Ctx(rng, plan, m, place, name, inter, dd, V.street(rng) if "STREET" in plan else "", zip_,
                city if "CITY" in plan else "", state, country, phone, web, prof, cut)
 

@@ -35,6 +35,7 @@ class Profile:
     wire_memo_cut: float = 0.0           # long Fedwire memos cut at the memo column's width (200-300)
     dept_tags: float = 0.0               # ACH / name-only payees printed with a department tag (ACME CORP AP)
     fedwire_layout: float = 0.0          # wires printed as a Fedwire memo in the wire's own party order
+    padded_phone: float = 0.0            # bank-wrapped lines: a plain 10-digit phone field zero-padded to 11 digits
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -62,7 +63,7 @@ PROFILES: dict[str, Profile] = {
                     long_names=0.2, brand_variant=0.25, lead_code=0.06, name_cut=0.35,
                     name_widths=(22, 22, 25, 25, 16, 20, 23), fixed_families=frozenset({"wire"}),
                     foreign_slot=0.7, acceptor_widths=(22, 22, 25, 25, 20), acceptor_glue=0.8,
-                    wire_memo_cut=0.6, dept_tags=0.12, fedwire_layout=0.6),
+                    wire_memo_cut=0.6, dept_tags=0.12, fedwire_layout=0.6, padded_phone=0.3),
 }
 
 DEFAULT_PROFILE = "card"
