@@ -242,7 +242,8 @@ JOBS.update({
     "xq_s2": {**Q10, "data": "qs2", "seed": 2},
 })
 # Session 11, issue 11: the generator with Australian suburbs (two-word, compass and place words, the
-# network's two-letter state) and labels that never end on a glued separator, and the task's new
+# network's two-letter state), labels that never end on a glued separator and zero-padded 11-digit phones
+# in bank-wrapped lines (profile padded_phone), and the task's new
 # ``strip`` rule (MERCHANT_NAME, STREET, CITY drop a glued ``-;,:"``; every job also scores the shipped
 # decoder without it, paired). h80k / h20k = `data synth --n 80000 --seed 3` / `--n 20000 --seed 1` after
 # the change; f20k (session 9's test set, before it) is scored too, so the generators meet on one set.
