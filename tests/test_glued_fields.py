@@ -56,6 +56,39 @@ def test_edges_stay_where_no_city_is_glued_to_the_name(text, name, city):
     assert refine_glued_edges(text, spans) == spans
 
 
+@pytest.mark.parametrize("text, name, want_name, want_city", [
+    # no city decoded: the name ended on the glued edge, stopped before the glued word, or ran through the city
+    ("HARBOR VIEW SEAFOOD RESSAN FRANCISCO 4155550100", "HARBOR VIEW SEAFOOD RES", "HARBOR VIEW SEAFOOD RES", "SAN FRANCISCO"),
+    ("CIRRUS INSIGHT FOR SIRVINE 8005550100", "CIRRUS INSIGHT FOR", "CIRRUS INSIGHT FOR S", "IRVINE"),
+    ("HARBOR VIEW SEAFOOD RESSAN FRANCISCO *X1Y2", "HARBOR VIEW SEAFOOD RESSAN FRANCISCO", "HARBOR VIEW SEAFOOD RES",
+     "SAN FRANCISCO"),
+    ("FARM AT THE CARNEROSNAPA CA 0000059004", "FARM AT THE CARNEROSNAPA", "FARM AT THE CARNEROS", "NAPA"),
+])
+def test_a_missing_city_is_found_at_the_glued_edge(text, name, want_name, want_city):
+    got = values(text, {"MERCHANT_NAME": span(text, name)})
+    assert (got["MERCHANT_NAME"], got.get("CITY")) == (want_name, want_city)
+
+
+@pytest.mark.parametrize("text, name, other", [
+    ("JOES PIZZA 8005550100", "JOES PIZZA", None),                          # nothing glued: no city invented
+    ("BRANDBRAVO CREATI 8005550100", "BRANDBRAVO CREATI", None),             # a cut word, no city in it
+    ("HARBOR VIEW SEAFOOD RESSAN FRANCISCO X1", "HARBOR VIEW SEAFOOD RES", "FRANCISCO"),   # overlaps another key
+])
+def test_no_city_is_made_where_none_is_glued_or_it_would_overlap(text, name, other):
+    spans = {"MERCHANT_NAME": span(text, name)}
+    if other:
+        spans["DYNAMIC_DESCRIPTOR"] = span(text, other)
+    assert refine_glued_edges(text, spans) == spans
+
+
+def test_city_runs_end_where_the_spelling_ends():
+    from finextract.backends.encoder.glued import _words, glued_city_runs
+
+    text = "HARBOR VIEW SEAFOOD RESTASAN FRANCIS 94105"
+    words = _words(text)
+    assert glued_city_runs(text, words[3], words) == [(25, 36)]              # RESTA|SAN FRANCIS, cut by the network
+
+
 def test_city_starts_are_inside_words_and_spelled_to_a_word_end():
     text = "HARBOR VIEW SEAFOOD RESTASAN FRANCISCO CA"
     words = [(0, 6), (7, 11), (12, 19), (20, 28), (29, 38), (39, 41)]

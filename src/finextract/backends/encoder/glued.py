@@ -9,7 +9,9 @@ to the character where the gazetteer (``zipcodes`` + Canadian cities, :mod:`.gaz
 says a city begins, inside the same word. It only moves an edge the model already put in
 or next to that word, and only onto a city that is spelled out to the end of a word:
 exactly (``IRVINE``, ``NAPA`` before their state; ``EL CERRITO``) or as a network-cut
-prefix (``SAN FRANCIS``, ``ELK GROVE V``). No library does this (it is a property of the
+prefix (``SAN FRANCIS``, ``ELK GROVE V``). When the model decoded no city at all (no token edge
+where it begins), the same test on the name's last words and the word after them supplies it.
+No library does this (it is a property of the
 DE 43 layout), hence the hand-written rule; ``model.glued_fields: false`` turns it off.
 """
 
@@ -70,6 +72,12 @@ def _words(text: str) -> list[tuple[int, int]]:
 
 def glued_city_starts(text: str, word: tuple[int, int], words: list[tuple[int, int]]) -> list[int]:
     """Positions inside ``word`` (never its first character) where a city spelled to a word end begins."""
+    return [p for p, _ in glued_city_runs(text, word, words)]
+
+
+def glued_city_runs(text: str, word: tuple[int, int], words: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """:func:`glued_city_starts` with where each city ends: ``(start, end)``, ``end`` the end of the last
+    word its spelling takes (``RESTA|SAN FRANCIS`` -> the end of ``FRANCIS``)."""
     gaz = gazetteer()
     ws, we = word
     k = words.index(word)
@@ -91,11 +99,11 @@ def glued_city_starts(text: str, word: tuple[int, int], words: list[tuple[int, i
             with_region = n < len(later) and is_region[n]
             if with_region and ((len(run) >= MIN_EXACT and gaz.is_city(run, region)) or
                                 gaz.is_city_prefix(run, region, min_chars=MIN_PREFIX)):
-                out.append(p)
+                out.append((p, words[k + n][1]))
                 break
             if (len(run) >= MIN_EXACT_ALONE and _is_any_city(run)) or \
                     (len(run) >= MIN_PREFIX_ALONE and _is_any_city_prefix(run)):
-                out.append(p)
+                out.append((p, words[k + n][1]))
                 break
     return out
 
@@ -107,6 +115,10 @@ def refine_glued_edges(text: str, spans: dict[str, tuple[int, int]]) -> dict[str
     if name is None and city is None:
         return spans
     words = _words(text)
+    if city is None:
+        found = _city_from_name_edge(text, spans, name, words)
+        if found is not spans:
+            return found
     out = dict(spans)
 
     def word_at(pos: int) -> tuple[int, int] | None:
@@ -146,3 +158,32 @@ def refine_glued_edges(text: str, spans: dict[str, tuple[int, int]]) -> dict[str
 def _next_start(words: list[tuple[int, int]], word: tuple[int, int]) -> int | None:
     k = words.index(word)
     return words[k + 1][0] if k + 1 < len(words) else None
+
+
+def _city_from_name_edge(text: str, spans: dict[str, tuple[int, int]], name: tuple[int, int],
+                         words: list[tuple[int, int]]) -> dict[str, tuple[int, int]]:
+    """No city was decoded: a full name field glued to its city (``...RESSAN FRANCISCO``) leaves the
+    tagger no token edge to start the city at, so it labels none, and the name stops before the glued
+    word, inside it, or runs on through the city. When a word at the name's end (the one holding it,
+    the name's last word, or the next word) holds a city start the gazetteer spells to a word end, the
+    name ends there and that city is the CITY, unless it would overlap another key's value."""
+    last = next((i for i, w in enumerate(words) if w[0] < name[1] <= w[1]), None)
+    if last is None:
+        return spans
+    first = next(i for i, w in enumerate(words) if w[1] > name[0])
+    nxt = last + 1 if last + 1 < len(words) and text[name[1]:words[last + 1][0]].strip() == "" else last
+    # the glued word may be the name's last word, the one after it, or (the name ran on through the
+    # city) one of the name's last MAX_WORDS words; the earliest city start wins, as in the main rule
+    for i in range(max(first, last - MAX_WORDS + 1), nxt + 1):
+        runs = [(p, e) for p, e in glued_city_runs(text, words[i], words) if p > name[0]]
+        if not runs:
+            continue
+        p, e = min(runs)
+        others = [v for k, v in spans.items() if k not in (NAME_KEY, CITY_KEY)]
+        if any(a < e and p < b for a, b in others):
+            return spans
+        out = dict(spans)
+        out[NAME_KEY] = (name[0], p)
+        out[CITY_KEY] = (p, e)
+        return out
+    return spans
