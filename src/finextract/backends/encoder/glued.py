@@ -11,8 +11,8 @@ or next to that word, and only onto a city that is spelled out to the end of a w
 exactly (``IRVINE``, ``NAPA`` before their state; ``EL CERRITO``) or as a network-cut
 prefix (``SAN FRANCIS``, ``ELK GROVE V``). When the model decoded no city at all (no token edge
 where it begins), the same test on the name's last words and the word after them supplies it.
-No library does this (it is a property of the
-DE 43 layout), hence the hand-written rule; ``model.glued_fields: false`` turns it off.
+No library does this (it is a property of the DE 43 layout), hence the hand-written rule;
+``model.glued_fields: false`` turns it off.
 """
 
 from __future__ import annotations
