@@ -317,6 +317,7 @@ def run_job(name: str, stage: Path, out: Path) -> dict:
         sets.update(test=cfg.data.test, pilot=stage / "data" / "pilot_memos.jsonl")
         sets.update({f"test_{d}": stage / "data" / d / "test.jsonl" for d in job.get("extra_tests", [])})
     decoders = ["argmax", "bio"] + (["pointer"] if job["pointer"] else [])
+    bare = task.without_strip() if any(k.strip for k in task.keys) else None
     scores: dict = {}
     for set_name, path in sets.items():
         recs = read_records(path, task, skip_invalid=True)
@@ -342,9 +343,7 @@ def run_job(name: str, stage: Path, out: Path) -> dict:
                             task)
                 scores[set_name][f"{dec}@{ex.decode_options.inword_penalty:g}-noglue"] = {
                     "micro_f1": round(rep.micro.f1, 4), "n": rep.n_records, "per_key": per_key(rep)}
-            stripped = [k.name for k in task.keys if k.strip]
-            if dec != "argmax" and stripped:   # the shipped decoder without the task's strip rule (paired)
-                bare = task.model_copy(update={"keys": tuple(k.model_copy(update={"strip": ""}) for k in task.keys)})
+            if dec != "argmax" and bare is not None:   # the shipped decoder without the task's strip rule (paired)
                 pen = ex.decode_options.inword_penalty
                 opts = replace(ex.decode_options, method=dec)
                 rep = score(golds, [decode_with_confidence(t, o, lg, bare, opts)[0] for t, (o, lg) in zip(texts, logits)],

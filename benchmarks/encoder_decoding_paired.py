@@ -33,7 +33,7 @@ def step_off(step: str, extractor):
     task = extractor.task
     original = glued._city_from_name_edge
     if step == "strip":
-        extractor.task = task.model_copy(update={"keys": tuple(k.model_copy(update={"strip": ""}) for k in task.keys)})
+        extractor.task = task.without_strip()
     elif step == "glued_city":
         glued._city_from_name_edge = lambda text, spans, name, words: spans
     elif step != "all":

@@ -393,8 +393,7 @@ def test_glued_separator_is_dropped_from_a_name_but_not_from_other_keys(tok):
     out, _ = decode(text, offs, lg)
     assert out["MERCHANT_NAME"] == "FATHERS OFFICE" and out["CITY"] == "SEATTLE" and out["STATE"] == "WA"
     assert out["DYNAMIC_DESCRIPTOR"].startswith('"')   # no strip on this key: the decoded span as it is
-    bare = MERCHANT.model_copy(update={"keys": tuple(k.model_copy(update={"strip": ""}) for k in MERCHANT.keys)})
-    raw, _ = decode_with_confidence(text, offs, lg, bare, DecodeOptions(method="bio"))
+    raw, _ = decode_with_confidence(text, offs, lg, MERCHANT.without_strip(), DecodeOptions(method="bio"))
     assert raw["MERCHANT_NAME"] == "FATHERS OFFICE-" and raw["CITY"] == "SEATTLE,"
 
 

@@ -148,32 +148,34 @@ def test_brand_list_is_large_and_well_formed():
     assert all(b.names and all(n.strip() for n in b.names) for b in bs)
 
 
-def test_pilot_memos_stay_unseen(shared_data, sample):
-    """The real evaluation memos must not leak into the generator (brands or whole texts)."""
+def _occurs_as_words(phrase: str, upper_texts: list[str]) -> bool:
+    """``phrase`` occurs in one of the upper-cased texts, not as part of a longer word or number."""
     import re
 
+    pat = re.compile(r"(?<![A-Z0-9])" + re.escape(phrase.upper()) + r"(?![A-Z0-9])")
+    return any(pat.search(t) for t in upper_texts)
+
+
+def test_pilot_memos_stay_unseen(shared_data, sample):
+    """The real evaluation memos must not leak into the generator (brands or whole texts)."""
     from finextract.synth.merchants import brands
 
     pilot = read_records(shared_data / "merchant" / "pilot_memos.jsonl", TASK)
     texts = [r.text.upper() for r in pilot]
     for b in brands():
         for name in b.names:
-            pat = re.compile(r"(?<![A-Z0-9])" + re.escape(name.upper()) + r"(?![A-Z0-9])")
-            assert not any(pat.search(t) for t in texts), f"brand {name!r} occurs in the pilot memos"
+            assert not _occurs_as_words(name, texts), f"brand {name!r} occurs in the pilot memos"
     assert not {r.text for r in pilot} & {r.text for r in sample}
 
 
 def test_australian_suburbs_stay_unseen(shared_data):
     """The suburb list was written from general knowledge; none may occur in the pilot memos, so the pilot
     keeps measuring places the generator never printed."""
-    import re
-
     from finextract.synth.geo import AU_SUBURBS
 
     texts = [r.text.upper() for r in read_records(shared_data / "merchant" / "pilot_memos.jsonl", TASK)]
     for city, _ in AU_SUBURBS:
-        pat = re.compile(r"(?<![A-Z0-9])" + re.escape(city.upper()) + r"(?![A-Z0-9])")
-        assert not any(pat.search(t) for t in texts), f"suburb {city!r} occurs in the pilot memos"
+        assert not _occurs_as_words(city, texts), f"suburb {city!r} occurs in the pilot memos"
 
 
 def test_gold_values_never_carry_the_separators_the_task_strips(sample):

@@ -68,6 +68,8 @@ def calibrate(presence: dict[str, float], weights: dict[str, float] | None = Non
     return scales
 
 
+# what a fixed-width cut backs off from: a printed field never ends on a space or a separator
+DANGLING = " -+/,*#.:("
 _NO_FOREIGN_SLOT = ("ach", "wire")
 _BANK_WRAPPED = ("repeat_tail", "debit_date", "pos_wrapper")   # the card line inside the bank's own wrapper
 
@@ -174,7 +176,7 @@ def make_ctx(rng: random.Random, family: str, plan: set[str], prof: Profile | No
             name += rng.choice([" INC", " LLC", ", INC.", " CORP", " LTD", " CO", " Inc.", " PTY LTD", " GMBH"])
         m = Merchant(name, "b2b", "num", "", "", False)
         if family == "ach" and rng.random() < 0.5:
-            name = name[:16].rstrip(" -+/,*#.:(")   # NACHA company name field: 16 characters
+            name = name[:16].rstrip(DANGLING)   # NACHA company name field: 16 characters
     if (prof.dept_tags and family in ("ach", "name_only") and not m.is_brand and not {"STATE", "INTERMEDIARY"} & plan
             and rng.random() < prof.dept_tags):
         # Payees whose name ends in a tag that reads like a state code: an accounts-payable desk
@@ -195,7 +197,7 @@ def make_ctx(rng: random.Random, family: str, plan: set[str], prof: Profile | No
         # printed is the name (LABELING.md).
         width = rng.choice(prof.name_widths)
         if len(inter + name) > width and width - len(inter) >= 4:
-            name = name[:width - len(inter)].rstrip(" -+/,*#.:(") or name
+            name = name[:width - len(inter)].rstrip(DANGLING) or name
             cut = {"name": width}
     dd = V.dynamic(rng, m.dd_style if m.dd_style != "none" else "generic") if "DYNAMIC_DESCRIPTOR" in plan else ""
     city = place.city
@@ -203,7 +205,7 @@ def make_ctx(rng: random.Random, family: str, plan: set[str], prof: Profile | No
         if rng.random() < 0.25:
             city = abbreviate_city(city, rng)
         if rng.random() < 0.12 and len(city) > 8:
-            city = city[: rng.randint(6, len(city) - 1)].rstrip(" -+/,*#.:('")   # a cut never ends on a separator
+            city = city[: rng.randint(6, len(city) - 1)].rstrip(DANGLING + "'")   # a cut never ends on a separator
     country = ""
     if "COUNTRY" in plan:
         country = place.country2 if rng.random() < 0.7 else place.country3
@@ -362,7 +364,7 @@ def fam_acceptor(c: Ctx) -> list[Piece]:
         city_w = rng.choice([13, 13, 13, 13, 12, 11, 10])
         city = c.city
         if len(city) > city_w:
-            city = city[:city_w].rstrip(" -+/,*#.:(") or city[:city_w]
+            city = city[:city_w].rstrip(DANGLING) or city[:city_w]
             cut["city"] = city_w
         slot = [P(city, "CITY")]
         if padded:
@@ -484,7 +486,7 @@ def _debit_core(c: Ctx) -> list[Piece]:
         tail.append(P(city, "CITY"))
     elif c.web and rng.random() < 0.5:
         city, slot_key = c.web[:13], "WEBSITE"
-        tail.append(P(city.rstrip(" -+/,*#.:("), "WEBSITE"))
+        tail.append(P(city.rstrip(DANGLING), "WEBSITE"))
     if c.state:
         if city and len(city) < 13:
             tail.append(P(" "))

@@ -181,6 +181,10 @@ class Task(BaseModel):
             b -= 1
         return (a, b) if a < b else (start, end)
 
+    def without_strip(self) -> "Task":
+        """This task with every key's ``strip`` emptied: values exactly as decoded (paired comparisons)."""
+        return self.model_copy(update={"keys": tuple(k.model_copy(update={"strip": ""}) for k in self.keys)})
+
     def empty_value(self) -> str | list[str]:
         return [] if self.multi_valued else ""
 
